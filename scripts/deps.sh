@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs the Debian packages parley needs to build and test, if any are
+# missing. Idempotent and non-interactive; run as root (or with sudo on PATH).
+set -e
+PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev libfuzzer-14-dev
+libuv1-dev libwslay-dev libhttp-parser-dev libprotobuf-c-dev protobuf-c-compiler
+libjansson-dev libsodium-dev libssl-dev librocksdb-dev libpq-dev libhiredis-dev
+libcmocka-dev uthash-dev python3 python3-pytest python3-websockets
+python3-protobuf protobuf-compiler"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends $missing

@@ -1,0 +1,178 @@
+/*
+ * net.h - event loops, worker threads and connections: bytes in, bytes out.
+ *
+ * The net layer knows sockets, HTTP/1.1, WebSocket (RFC 6455, via wslay) and
+ * length-prefixed TCP frames.  It knows nothing of chat: it hands whole HTTP
+ * requests and whole messages (a WebSocket message or a TCP frame) to the
+ * callbacks below and sends what it is given.
+ *
+ * Threads.  net_start binds the listeners on the calling (main) thread's
+ * loop, which accepts connections and hands each one to a worker, round
+ * robin.  Each worker thread runs its own libuv loop and owns every
+ * connection it was handed: all callbacks for a connection run on its
+ * worker's thread, and every net_conn_* / net_send / net_http_respond call
+ * for a connection must be made on that thread.  Other threads reach a
+ * worker through its mailbox (net_worker_mailbox), which the worker drains
+ * once per wake-up.
+ *
+ * Output.  net_send and net_http_respond append to the connection's
+ * outbound queue; the worker writes every queued connection once per loop
+ * iteration (one writev per connection per iteration).  The queue is
+ * bounded (max_outbound): a connection past the bound is closed as a slow
+ * consumer (WebSocket close code 4008) and net_send returns -1.
+ *
+ * Connection states (function behind each arrow):
+ *
+ *   accepted --(HTTP request)--> on_http ... net_http_respond --> accepted (keep-alive)
+ *      |  \
+ *      |   `--(GET with Upgrade: websocket)--> on_ws_upgrade == 0 --> open (WS)
+ *      `--(TCP port)--> open (TCP)
+ *   open --(message)--> on_message;  open --net_close/timeout/error/peer--> closing
+ *   closing --(queue flushed or 1 s)--> closed: on_close, then the conn is freed
+ *
+ * A connection is freed only after on_close returned; the app must drop its
+ * pointer there.
+ */
+#ifndef PARLEY_NET_NET_H
+#define PARLEY_NET_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/mailbox.h"
+
+typedef struct net net;
+typedef struct net_worker net_worker;
+typedef struct net_conn net_conn;
+
+typedef enum net_kind { NET_HTTP, NET_WS, NET_TCP } net_kind;
+
+/* WebSocket close codes parley uses (documented in docs/protocol.md). */
+enum {
+    NET_CLOSE_NORMAL = 1000,
+    NET_CLOSE_GOING_AWAY = 1001,    /* server shutting down: reconnect (elsewhere) */
+    NET_CLOSE_PROTOCOL = 1002,      /* protocol violation: fix the client */
+    NET_CLOSE_BAD_DATA = 1007,      /* invalid UTF-8 in a text frame */
+    NET_CLOSE_POLICY = 1008,
+    NET_CLOSE_TOO_BIG = 1009,       /* message above max_frame */
+    NET_CLOSE_INTERNAL = 1011,      /* server error: reconnect with backoff */
+    NET_CLOSE_KICKED = 4001,        /* another login took this device slot: do not reconnect */
+    NET_CLOSE_UNAUTHORIZED = 4003,  /* login failed or token revoked: do not reconnect as is */
+    NET_CLOSE_IDLE = 4004,          /* no heartbeat within the idle timeout: reconnect */
+    NET_CLOSE_SLOW = 4008,          /* outbound queue overflow: reconnect and sync */
+    NET_CLOSE_RATE = 4029,          /* too many connections: reconnect after a backoff */
+};
+
+typedef struct net_header {
+    const char *name;   /* as received; compare case-insensitively */
+    const char *value;
+} net_header;
+
+/* A parsed HTTP request; everything is valid only during the callback. */
+typedef struct net_http_req {
+    const char *method;          /* "GET", "POST", ... */
+    const char *path;            /* decoded path without the query, e.g. "/v1/users/bob" */
+    const char *query;           /* raw query string without '?', or "" */
+    const net_header *headers;
+    size_t n_headers;
+    const uint8_t *body;
+    size_t body_len;
+} net_http_req;
+
+/* Case-insensitive header lookup; NULL if absent. */
+const char *net_http_header(const net_http_req *req, const char *name);
+
+/* Decoded value of `key` in an application/x-www-form-urlencoded query,
+ * copied into out (NUL-terminated); returns false if absent or too long. */
+bool net_query_get(const char *query, const char *key, char *out, size_t outlen);
+
+typedef struct net_callbacks {
+    void *ud;
+    /* On each worker's thread, before it accepts anything / after it stopped.
+     * worker_start returns the worker's app data (net_worker_data). */
+    void *(*worker_start)(net_worker *w, void *ud);
+    void (*worker_stop)(net_worker *w, void *wdata);
+    /* A complete HTTP request that is not a WebSocket upgrade.  Reading from
+     * the connection pauses until net_http_respond is called (now or later). */
+    void (*on_http)(net_conn *c, const net_http_req *req);
+    /* A WebSocket upgrade request: return 0 to accept it (the net layer
+     * answers 101 and the connection becomes NET_WS, then on_open), or an
+     * HTTP status (403, 404...) to refuse it with. */
+    int (*on_ws_upgrade)(net_conn *c, const net_http_req *req);
+    /* A WebSocket (after the handshake) or TCP connection is open. */
+    void (*on_open)(net_conn *c);
+    /* One whole message: a WebSocket text (binary=false) or binary message,
+     * or one TCP frame (binary=true).  Text is valid UTF-8 (checked). */
+    void (*on_message)(net_conn *c, bool binary, const uint8_t *data, size_t len);
+    /* The connection is closing; it is freed when this returns. */
+    void (*on_close)(net_conn *c);
+} net_callbacks;
+
+typedef struct net_config {
+    const char *http_addr;       /* "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080" */
+    const char *tcp_addr;        /* NULL or "" for none */
+    int workers;                 /* >= 1 */
+    size_t max_frame;            /* largest WebSocket message / TCP frame */
+    size_t max_header;           /* largest HTTP request head */
+    size_t max_body;             /* largest HTTP request body */
+    size_t max_outbound;         /* outbound queue bound per connection */
+    uint32_t header_timeout_ms;  /* to receive a whole HTTP request head */
+    uint32_t idle_timeout_ms;    /* WS/TCP: nothing received for this long; HTTP keep-alive idle */
+    uint32_t max_conns_per_ip;   /* 0 = unlimited */
+    double conn_rate_per_ip;     /* new connections per second per IP (token bucket) */
+    double conn_burst_per_ip;
+} net_config;
+
+/* Bind the listeners and start the workers.  On failure (bad address, port
+ * in use...) writes a one-line reason into err and returns non-zero. */
+int net_start(net **out, const net_config *cfg, const net_callbacks *cb, char *err, size_t errlen);
+
+/* The main thread's libuv loop (uv_loop_t *), for signals and timers. */
+void *net_main_loop(net *n);
+
+/* Run the main loop until net_stop has been called and all is closed. */
+void net_run(net *n);
+
+/* Stop accepting new connections (listeners closed); existing ones stay. */
+void net_stop_accepting(net *n);
+
+/* From the main thread: close every connection (WebSocket code `code`),
+ * stop the workers, join them, and let net_run return.  Idempotent. */
+void net_stop(net *n, uint16_t code);
+
+/* Free what net_start allocated, after net_run returned. */
+void net_free(net *n);
+
+size_t net_worker_count(const net *n);
+net_worker *net_worker_at(net *n, size_t i);
+size_t net_worker_index(const net_worker *w);
+void *net_worker_data(const net_worker *w);
+mailbox *net_worker_mailbox(net_worker *w);
+
+/* Number of open connections of each kind on this worker. */
+size_t net_worker_conns(const net_worker *w, net_kind kind);
+
+net_worker *net_conn_worker(const net_conn *c);
+net_kind net_conn_kind(const net_conn *c);
+void net_conn_set_data(net_conn *c, void *data);
+void *net_conn_data(const net_conn *c);
+const char *net_conn_remote_ip(const net_conn *c);   /* "127.0.0.1" */
+uint64_t net_conn_id(const net_conn *c);             /* unique per process */
+size_t net_conn_queued(const net_conn *c);           /* outbound bytes not yet written */
+
+/* Queue one message (WS frame of the given type / TCP frame).  Returns 0,
+ * or -1 if the connection is closing or was just closed as a slow consumer
+ * (the bytes are then dropped). */
+int net_send(net_conn *c, bool binary, const void *data, size_t len);
+
+/* Queue an HTTP response and resume reading the next request.
+ * extra_headers: NULL or "Name: value\r\n..." lines. */
+void net_http_respond(net_conn *c, int status, const char *content_type,
+                      const char *extra_headers, const void *body, size_t len);
+
+/* Close after the queued output is written (at most 1 s later). WS sends a
+ * close frame with code and reason first.  Idempotent. */
+void net_close(net_conn *c, uint16_t code, const char *reason);
+
+#endif

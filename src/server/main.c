@@ -1,0 +1,2 @@
+/* main.c - parleyd entry point. */
+int main(void) { return 0; }
