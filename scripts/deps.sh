@@ -5,7 +5,7 @@ set -e
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev libfuzzer-14-dev
 libuv1-dev libwslay-dev libhttp-parser-dev libprotobuf-c-dev protobuf-c-compiler
 libjansson-dev libsodium-dev libssl-dev librocksdb-dev libpq-dev libhiredis-dev
-libcmocka-dev uthash-dev python3 python3-pytest python3-websockets
+libcmocka-dev uthash-dev libunistring-dev python3 python3-pytest python3-websockets
 python3-protobuf protobuf-compiler"
 missing=""
 for p in $PKGS; do
