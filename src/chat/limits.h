@@ -31,6 +31,10 @@ uint64_t limits_take(limits *l, const char *key, uint64_t now_ms, double rate, d
 /* Drop buckets untouched for max_idle_ms. Returns the number dropped. */
 size_t limits_sweep(limits *l, uint64_t now_ms, uint64_t max_idle_ms);
 
+/* Would a take succeed now?  0 if key has a whole token, else the
+ * milliseconds until it will; takes nothing.  An unknown key is full. */
+uint64_t limits_peek(limits *l, const char *key, uint64_t now_ms, double rate, double burst);
+
 /* Number of buckets held (for tests and metrics). */
 size_t limits_count(limits *l);
 

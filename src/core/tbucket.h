@@ -15,8 +15,9 @@ typedef struct tbucket {
 } tbucket;
 
 /* Take one token at time now_ms.  Returns 0 if taken, else the number of
- * milliseconds (>= 1) until one will be available.  rate <= 0 means no
- * limit (always 0). */
+ * milliseconds (>= 1) until one will be available; nothing is taken then.
+ * rate <= 0 means no limit (always 0, the bucket untouched).  A burst
+ * below 1 counts as 1.  A clock that goes backwards refills nothing. */
 uint64_t tbucket_take(tbucket *b, uint64_t now_ms, double rate, double burst);
 
 #endif
