@@ -34,13 +34,18 @@ typedef struct token_claims {
 } token_claims;
 
 /* Issue a token for c (c->jti is filled in here with a fresh random id).
- * out must hold TOKEN_MAX bytes.  Returns PL_OK, or PL_BAD_REQUEST if a
- * field is too long to fit. */
+ * out must hold TOKEN_MAX bytes (outlen says how many it holds); the token
+ * written is NUL-terminated and shorter than TOKEN_MAX.  Returns PL_OK, or
+ * PL_BAD_REQUEST if a field is too long to fit (not NUL-terminated within
+ * its array, or, JSON-escaped, too long for TOKEN_MAX), is not valid UTF-8,
+ * or expires_at is 2^53 or more; c and out are then unchanged. */
 pl_status token_issue(const uint8_t secret[TOKEN_SECRET_LEN], token_claims *c, char *out,
                       size_t outlen);
 
-/* Verify token at time now_ms.  PL_OK and *c filled, or PL_UNAUTHORIZED
- * (malformed, bad MAC, expired). */
+/* Verify the NUL-terminated token at time now_ms.  PL_OK and *c filled,
+ * or PL_UNAUTHORIZED (NULL, TOKEN_MAX characters or longer, malformed, a
+ * field too long for token_claims, bad MAC, or expired: now_ms >=
+ * expires_at) with *c zeroed. */
 pl_status token_verify(const uint8_t secret[TOKEN_SECRET_LEN], const char *token, uint64_t now_ms,
                        token_claims *c);
 
