@@ -13,16 +13,36 @@
  * store_req_free, or resubmit it).  Every string and array of a request,
  * inputs and results alike, lives in the request's arena.
  *
- * Group commit.  Writes that arrive while the store is busy are applied
- * together in one write batch with one synced WAL write; their completions
- * are posted after that write returned, so a `done` that reports PL_OK
- * means durable.  If a batch fails to write (disk full, read-only), every
- * write in it fails with PL_UNAVAILABLE and nothing of it is applied;
- * counters are reloaded from disk.
+ * Group commit.  The store thread takes everything submitted so far as one
+ * batch.  The batch's writes (at most max_batch of them; a longer run is
+ * split into several batches) are applied together in one write batch with
+ * one synced WAL write; their completions are posted after that write
+ * returned, so a `done` that reports PL_OK means durable.  If a batch fails
+ * to write (disk full, read-only), every write in it fails with
+ * PL_UNAVAILABLE (except those already rejected as PL_BAD_REQUEST) and
+ * nothing of it is applied; cached counters are dropped and reloaded from
+ * disk.  A backend whose disk refused a write may keep refusing until it is
+ * reopened.
  *
- * Ordering.  Requests are executed in the order they were submitted from
- * one thread.  Per-conversation `seq` and per-user `useq` are assigned by
- * the store, gapless, in the same batch as the data they number.
+ * Completions.  All completions of a batch that go to the same `reply_to`
+ * mailbox are posted to it in one chain, in submission order: one wake-up
+ * per batch per consumer.
+ *
+ * Ordering and visibility.  Requests are executed in the order they were
+ * submitted from one thread.  Writes of a batch see each other in order:
+ * a write sees every write submitted before it (two appends to one
+ * conversation in one batch get consecutive seqs; a repeated cmid in the
+ * same batch is a dup; a user created earlier in the batch exists).  Reads
+ * of a batch run after its writes are durable, so a read sees every write
+ * submitted before it; it may also see writes submitted after it in the
+ * same batch, never a write that later fails.  Per-conversation `seq` and
+ * per-user `useq` are assigned by the store, gapless, strictly increasing,
+ * in the same batch as the data they number.
+ *
+ * Limits.  Ids, conversation ids and cmids are at most 255 bytes (longer or
+ * empty ones get PL_BAD_REQUEST).  Read limits of 0 mean 100; above 1,000
+ * mean 1,000.  `ts` and `created_at` left 0 are set to the store's wall
+ * clock in ms, never earlier than a ts it assigned before.
  */
 #ifndef PARLEY_STORE_STORE_H
 #define PARLEY_STORE_STORE_H
@@ -88,25 +108,41 @@ typedef struct store_revoked {
 /* ---- requests ---- */
 
 typedef enum store_op {
-    STORE_TENANT_CREATE,   /* in: tenant              -> PL_CONFLICT if it exists */
-    STORE_TENANT_UPDATE,   /* in: tenant (settings)   -> PL_NOT_FOUND */
-    STORE_TENANT_LIST,     /* out: tenants, n_tenants */
-    STORE_USER_CREATE,     /* in: tenant_id, user     -> PL_CONFLICT */
-    STORE_USER_UPDATE,     /* in: tenant_id, user (name, pwhash, banned) -> PL_NOT_FOUND */
-    STORE_USER_GET,        /* in: tenant_id, user_id  -> out: user, or PL_NOT_FOUND */
-    STORE_USER_SEARCH,     /* in: tenant_id, query, limit -> out: users (id or name prefix) */
+    STORE_TENANT_CREATE,   /* in: tenant              -> PL_CONFLICT if it exists;
+                              created_at (set if 0) is written back into tenant */
+    STORE_TENANT_UPDATE,   /* in: tenant (key_hash, settings; NULL keeps the stored
+                              value)                  -> PL_NOT_FOUND */
+    STORE_TENANT_LIST,     /* out: tenants, n_tenants, sorted by id */
+    STORE_USER_CREATE,     /* in: tenant_id, user     -> PL_CONFLICT; created_at (set
+                              if 0) is written back into user */
+    STORE_USER_UPDATE,     /* in: tenant_id, user (name, pwhash, banned) -> PL_NOT_FOUND.
+                              NULL name or pwhash keeps the stored value; banned is
+                              always written (read the user first to keep it). */
+    STORE_USER_GET,        /* in: tenant_id, user_id  -> out: user (a new record in
+                              the arena), or PL_NOT_FOUND */
+    STORE_USER_SEARCH,     /* in: tenant_id, query, limit -> out: users_out, n_users_out:
+                              users whose id starts with query (bytewise) or whose
+                              name starts with it (ASCII case-insensitive), sorted
+                              by id, at most limit */
     STORE_MSG_APPEND,      /* see store_append below */
-    STORE_EVENT_APPEND,    /* in: tenant_id, users, n_users, event -> out: useqs */
+    STORE_EVENT_APPEND,    /* in: tenant_id, users, n_users, event (ts set if 0)
+                              -> out: useqs (parallel to users) */
     STORE_READ_SET,        /* in: tenant_id, user_id, event (kind "read", conv, seq)
                               -> raises the user's read position in conv to seq and
-                              appends the event to the user's inbox; out: useqs[0] */
+                              appends the event to the user's inbox; out: useqs[0].
+                              If seq is not above the current position nothing is
+                              written: PL_OK with useqs[0] = 0. */
     STORE_INBOX_READ,      /* in: tenant_id, user_id, after, limit
-                              -> out: entries (useq > after, ascending), more, head */
+                              -> out: entries (useq > after, ascending), more, head.
+                              Message entries carry the full message with useq set. */
     STORE_INBOX_HEAD,      /* in: tenant_id, user_id -> out: head (latest useq, 0 if none) */
     STORE_HISTORY,         /* in: tenant_id, conv, before (0 = newest), limit
-                              -> out: msgs newest first, more */
+                              -> out: msgs (seq < before) newest first, more */
     STORE_TOKEN_REVOKE,    /* in: revoked (one) */
-    STORE_TOKEN_LIST,      /* out: revoked list (unexpired) */
+    STORE_TOKEN_LIST,      /* out: revoked_out, n_revoked (unexpired; expired entries
+                              are purged) */
+    STORE_READ_GET,        /* in: tenant_id, user_id, conv -> out: head = the user's
+                              read position in conv (0 if never read) */
     STORE_OP_COUNT
 } store_op;
 
@@ -116,14 +152,17 @@ typedef struct store_append {
     const char *from;
     const char *text;
     const char *cmid;          /* dedup key, scoped to (tenant, from); may be NULL */
-    const char **rcpt;         /* users whose inboxes get an entry (sender included) */
+    const char **rcpt;         /* users whose inboxes get an entry (sender included);
+                                  none for a channel message; list each user once */
     size_t n_rcpt;
     const char *must_exist;    /* a user that must exist, else PL_NOT_FOUND; may be NULL */
     /* out */
     uint64_t seq;
     uint64_t ts;
     uint64_t *useqs;           /* parallel to rcpt */
-    bool dup;                  /* cmid seen before: seq/ts/useqs are the original's */
+    bool dup;                  /* cmid seen before: seq/ts/useqs are the original's and
+                                  nothing is written (useqs beyond the original's
+                                  recipients are 0) */
 } store_append;
 
 typedef struct store_req store_req;
@@ -177,8 +216,19 @@ typedef struct store_config {
     const char *data_dir;      /* the embedded store lives in DATA/rocksdb */
     const char *url;           /* postgres://... for the postgres backend, else NULL */
     bool sync;                 /* fsync the WAL on every batch (default true) */
-    size_t max_batch;          /* most writes in one batch (default 1024) */
+    size_t max_batch;          /* most writes in one batch (default 1024; 0 = default) */
 } store_config;
+
+/* Fill cfg with the defaults (sync on, max_batch 1024, no url). */
+void store_config_init(store_config *cfg, const char *data_dir);
+
+/* Counters since open, for metrics; read with relaxed atomics. */
+typedef struct store_stats {
+    uint64_t batches;          /* write batches committed or failed */
+    uint64_t writes;           /* write requests executed */
+    uint64_t reads;            /* read requests executed */
+    uint64_t failed_batches;   /* write batches the disk refused */
+} store_stats;
 
 typedef struct store_backend {
     const char *name;
@@ -188,18 +238,32 @@ typedef struct store_backend {
     void (*submit)(store *s, store_req *r);
     /* Finish everything submitted, flush, stop the thread, free. */
     void (*close)(store *s);
+    void (*stats)(store *s, store_stats *out);
 } store_backend;
 
 extern const store_backend store_rocksdb;
 
-/* Pick a backend by config (rocksdb unless cfg->url is a postgres URL). */
+/* Pick a backend by config (rocksdb unless cfg->url is a postgres URL).
+ * On failure writes a one-line reason into err and returns non-zero. */
 int store_open(store **out, const store_config *cfg, char *err, size_t errlen);
+
+/* Hand r to the store (r->reply_to must be set; r->done runs on the thread
+ * that drains reply_to).  Resets r's status, err and outputs first.  Not
+ * allowed once store_close has begun. */
 void store_submit(store *s, store_req *r);
+
+/* Finish everything submitted, stop, free.  NULL is a no-op. */
 void store_close(store *s);
 
-/* Synchronous call for start-up code and tests: submits and waits. */
+void store_get_stats(store *s, store_stats *out);
+
+/* Synchronous call for start-up code and tests: submits r and waits for
+ * it on the calling thread; r->reply_to and r->done are left as they were
+ * and done is not called.  Returns r->status. */
 pl_status store_call(store *s, store_req *r);
 
+/* A zeroed request for op; free it (and everything in its arena) with
+ * store_req_free. */
 store_req *store_req_new(store_op op);
 void store_req_free(store_req *r);
 

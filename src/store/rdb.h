@@ -1,0 +1,122 @@
+/*
+ * rdb.h - internals of the RocksDB backend, shared by rocksdb.c (thread,
+ * batches, caches, open/close) and rdb_ops.c (one function per request
+ * op).  Private to src/store; tests may use store__rdb_hold.
+ *
+ * Everything here except store__rdb_hold runs on the store thread.
+ */
+#ifndef PARLEY_STORE_RDB_H
+#define PARLEY_STORE_RDB_H
+
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "core/arena.h"
+#include "core/mailbox.h"
+#include "store/keys.h"
+#include "store/store_int.h"
+
+/* The layout version written under key "V"; bump when keys change. */
+#define STORE__LAYOUT_VERSION 1
+
+typedef struct store__ctr store__ctr;
+
+typedef struct store__group {
+    mailbox *mb;
+    mail_chain chain;
+} store__group;
+
+typedef struct store__rdb {
+    store base;
+    char *path;                    /* DATA/rocksdb */
+    size_t max_batch;
+
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_cache_t *cache;
+    rocksdb_writeoptions_t *wo;    /* batches: synced if cfg->sync */
+    rocksdb_writeoptions_t *wo_lazy; /* housekeeping (purges): not synced */
+    rocksdb_readoptions_t *ro;     /* point reads */
+    rocksdb_writebatch_wi_t *wb;   /* the batch being built */
+
+    /* Hand-over from submitters: guarded by mu. */
+    mailbox in;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool pending, stopping, held;
+
+    /* Store thread only. */
+    arena scratch;                 /* keys, values, decodes of one batch */
+    uint64_t now;                  /* ts of the batch being executed */
+    uint64_t last_ts;
+    bool failing;                  /* the last batch write failed */
+    store__ctr *ctrs;              /* counter cache (uthash) */
+    store__ctr *lru_first, *lru_last;
+    size_t n_ctrs;
+    store_req **reqs;              /* the requests taken from `in` */
+    size_t reqs_cap;
+    store__group *groups;          /* completions per reply_to mailbox */
+    size_t n_groups, groups_cap;
+
+    _Atomic uint64_t st_batches, st_writes, st_reads, st_failed;
+} store__rdb;
+
+/* Tests: while held, the store thread takes nothing from its mailbox, so
+ * requests submitted meanwhile are executed as one batch on release. */
+void store__rdb_hold(store *s, bool hold);
+
+/* ---- helpers of rocksdb.c used by the ops ---- */
+
+/* Set r's status and a formatted detail. */
+void store__fail(store_req *r, pl_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A protobuf-c allocator that allocates from a (no frees). */
+ProtobufCAllocator store__allocator(arena *a);
+
+/*
+ * Point read of a record, decoded into arena a.  through_batch also sees
+ * what the batch being built wrote.  Returns 1 and *out if found, 0 if
+ * not, -1 with r failed (PL_UNAVAILABLE or PL_INTERNAL) on error.
+ */
+int store__get(store__rdb *s, store_req *r, bool through_batch, const store__key *k,
+               const ProtobufCMessageDescriptor *d, arena *a, void **out);
+
+/* Stage a put of a record, of raw bytes, or a delete in the batch. */
+void store__put(store__rdb *s, const store__key *k, const void *msg);
+void store__put_raw(store__rdb *s, const store__key *k, const char *v, size_t n);
+void store__del(store__rdb *s, const store__key *k);
+
+/* An iterator over keys in [lo, hi); free with store__iter_free. */
+typedef struct store__iter {
+    rocksdb_iterator_t *it;
+    rocksdb_readoptions_t *ro;
+} store__iter;
+void store__iter_open(store__rdb *s, store__iter *it, const store__key *lo, const store__key *hi);
+/* Close; returns -1 with r failed if the iteration hit an error. */
+int store__iter_close(store__iter *it, store_req *r);
+
+/*
+ * The last number assigned in the range of keys `prefix` + 8-byte number
+ * (a conversation's messages, a user's inbox), from the cache or loaded
+ * by a reverse seek.  The caller stores the new last number through the
+ * pointer, which stays valid until the batch ends.  NULL with r failed on
+ * a read error.
+ */
+uint64_t *store__counter(store__rdb *s, store_req *r, const store__key *prefix);
+
+/* ---- rdb_ops.c ---- */
+
+bool store__is_write(store_op op);
+/* Validate, read what is needed, stage the writes and set the outputs. */
+void store__exec_write(store__rdb *s, store_req *r);
+/* Run a read op against the committed state. */
+void store__exec_read(store__rdb *s, store_req *r);
+
+#endif

@@ -1,0 +1,548 @@
+/*
+ * rocksdb.c - the embedded store: RocksDB behind one thread, with group
+ * commit.
+ *
+ * Threads.  Submitters (any thread) post requests to the store's mailbox;
+ * its wake function signals the store thread (mutex + condition variable).
+ * The store thread alone touches the database and the caches below.  One
+ * loop iteration takes everything posted so far and executes it in batches
+ * (store__rdb_batch):
+ *
+ *     take ──> writes: validate, read through the batch, stage into ONE
+ *              write batch (with index, so later writes of the batch see
+ *              earlier ones: consecutive seqs, dedup, conflicts)
+ *          ──> one rocksdb write, WAL synced (cfg->sync)
+ *          ──> reads: against the committed state
+ *          ──> completions: one chain per reply_to mailbox
+ *
+ * A batch holds at most max_batch writes; reads ride along with the writes
+ * around them.  If the batch write fails, every write of the batch fails
+ * with PL_UNAVAILABLE, nothing is applied (RocksDB writes a batch
+ * atomically) and the counter cache is dropped, so numbers are reloaded
+ * from what is on disk.  No other cache holds state derived from writes.
+ *
+ * Key layout.  Keys are a family byte and components: strings end with a
+ * NUL (a C string cannot contain one, so components never run into each
+ * other and one id's range never overlaps another's), numbers are 8 bytes
+ * big-endian so ranges sort numerically (keys.h).  Values are the
+ * protobuf records of records.proto.
+ *
+ *   V                          Meta    layout version (STORE__LAYOUT_VERSION)
+ *   T tenant                   Tenant
+ *   U tenant user              User
+ *   N tenant lname user        (empty) name index: lname is the user's name,
+ *                              ASCII-lowercased, cut to 64 bytes; exists
+ *                              exactly while U has that name
+ *   M tenant conv seq          Msg     seq = 1, 2, 3... gapless per conv
+ *   I tenant user useq         Entry   useq = 1, 2, 3... gapless per user; a
+ *                              message entry points at an existing M key
+ *   D tenant from cmid         Dedup   the result of the first append with
+ *                              this cmid; written in the same batch as it
+ *   R tenant user conv         ReadPos only ever raised
+ *   X jti                      Revoked purged after expires_at
+ *
+ * Counters.  No counter keys exist: the last seq of a conversation is the
+ * number in the last M key of its range, found by one reverse seek when a
+ * conversation is first touched (likewise the last useq of an inbox from
+ * its I keys).  The store thread keeps these in a cache (uthash keyed by
+ * the range prefix, least recently used entries evicted between batches
+ * beyond STORE__CTR_MAX entries).  Because a number is assigned from the
+ * cache and the key it numbers is staged in the same batch, the cache is
+ * always "what is on disk plus what the current batch staged".  Eviction
+ * happens only between batches, when the two agree.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "store/rdb.h"
+#include "store/records.pb-c.h"
+
+#define uthash_malloc(sz) pl_malloc(sz)
+#define uthash_free(ptr, sz) pl_free(ptr)
+#include <uthash.h>
+
+#define STORE__CTR_MAX (256u * 1024u)
+#define STORE__BLOCK_CACHE (64u << 20)
+
+struct store__ctr {
+    UT_hash_handle hh;
+    store__ctr *prev, *next;   /* LRU list, most recent first */
+    uint64_t last;
+    size_t keylen;
+    char key[];
+};
+
+/* ---- small helpers ---- */
+
+void store__fail(store_req *r, pl_status st, const char *fmt, ...)
+{
+    r->status = st;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err, sizeof(r->err), fmt, ap);
+    va_end(ap);
+}
+
+/* RocksDB messages may span lines; our reasons never do. */
+static void store__oneline(char *s)
+{
+    for (; *s; s++)
+        if (*s == '\n' || *s == '\r') *s = ' ';
+}
+
+static void *store__arena_alloc(void *data, size_t n) { return arena_alloc(data, n); }
+static void store__arena_nofree(void *data, void *p) { (void)data, (void)p; }
+
+ProtobufCAllocator store__allocator(arena *a)
+{
+    return (ProtobufCAllocator){store__arena_alloc, store__arena_nofree, a};
+}
+
+/* ---- reads and staged writes ---- */
+
+int store__get(store__rdb *s, store_req *r, bool through_batch, const store__key *k,
+               const ProtobufCMessageDescriptor *d, arena *a, void **out)
+{
+    char *err = NULL;
+    size_t n = 0;
+    char *v = through_batch
+                  ? rocksdb_writebatch_wi_get_from_batch_and_db(s->wb, s->db, s->ro, k->b, k->len,
+                                                                &n, &err)
+                  : rocksdb_get(s->db, s->ro, k->b, k->len, &n, &err);
+    if (err) {
+        store__oneline(err);
+        store__fail(r, PL_UNAVAILABLE, "read: %s", err);
+        rocksdb_free(err);
+        return -1;
+    }
+    if (!v) return 0;
+    ProtobufCAllocator al = store__allocator(a);
+    *out = protobuf_c_message_unpack(d, &al, n, (const uint8_t *)v);
+    rocksdb_free(v);
+    if (!*out) {
+        store__fail(r, PL_INTERNAL, "corrupt %s record", d->short_name);
+        return -1;
+    }
+    return 1;
+}
+
+void store__put(store__rdb *s, const store__key *k, const void *msg)
+{
+    const ProtobufCMessage *m = msg;
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *v = arena_alloc(&s->scratch, n ? n : 1);
+    protobuf_c_message_pack(m, v);
+    rocksdb_writebatch_wi_put(s->wb, k->b, k->len, (const char *)v, n);
+}
+
+void store__put_raw(store__rdb *s, const store__key *k, const char *v, size_t n)
+{
+    rocksdb_writebatch_wi_put(s->wb, k->b, k->len, v, n);
+}
+
+void store__del(store__rdb *s, const store__key *k)
+{
+    rocksdb_writebatch_wi_delete(s->wb, k->b, k->len);
+}
+
+void store__iter_open(store__rdb *s, store__iter *it, const store__key *lo, const store__key *hi)
+{
+    it->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_lower_bound(it->ro, lo->b, lo->len);
+    rocksdb_readoptions_set_iterate_upper_bound(it->ro, hi->b, hi->len);
+    it->it = rocksdb_create_iterator(s->db, it->ro);
+}
+
+int store__iter_close(store__iter *it, store_req *r)
+{
+    char *err = NULL;
+    rocksdb_iter_get_error(it->it, &err);
+    rocksdb_iter_destroy(it->it);
+    rocksdb_readoptions_destroy(it->ro);
+    if (!err) return 0;
+    store__oneline(err);
+    store__fail(r, PL_UNAVAILABLE, "scan: %s", err);
+    rocksdb_free(err);
+    return -1;
+}
+
+/* ---- the counter cache ---- */
+
+static void store__lru_unlink(store__rdb *s, store__ctr *c)
+{
+    if (c->prev) c->prev->next = c->next; else s->lru_first = c->next;
+    if (c->next) c->next->prev = c->prev; else s->lru_last = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void store__lru_front(store__rdb *s, store__ctr *c)
+{
+    c->next = s->lru_first;
+    c->prev = NULL;
+    if (s->lru_first) s->lru_first->prev = c; else s->lru_last = c;
+    s->lru_first = c;
+}
+
+static void store__ctr_remove(store__rdb *s, store__ctr *c)
+{
+    HASH_DEL(s->ctrs, c);
+    store__lru_unlink(s, c);
+    pl_free(c);
+    s->n_ctrs--;
+}
+
+static void store__ctr_drop_all(store__rdb *s)
+{
+    while (s->lru_first) store__ctr_remove(s, s->lru_first);
+}
+
+static void store__ctr_evict(store__rdb *s)
+{
+    while (s->n_ctrs > STORE__CTR_MAX) store__ctr_remove(s, s->lru_last);
+}
+
+uint64_t *store__counter(store__rdb *s, store_req *r, const store__key *prefix)
+{
+    store__ctr *c = NULL;
+    HASH_FIND(hh, s->ctrs, prefix->b, prefix->len, c);
+    if (c) {
+        if (c != s->lru_first) {
+            store__lru_unlink(s, c);
+            store__lru_front(s, c);
+        }
+        return &c->last;
+    }
+    store__key hi;
+    store__key_succ(prefix, &hi);
+    store__iter it;
+    store__iter_open(s, &it, prefix, &hi);
+    rocksdb_iter_seek_to_last(it.it);
+    uint64_t last = 0;
+    if (rocksdb_iter_valid(it.it)) {
+        size_t klen = 0;
+        const char *k = rocksdb_iter_key(it.it, &klen);
+        if (klen == prefix->len + 8) last = store__get_u64(k + prefix->len);
+    }
+    if (store__iter_close(&it, r)) return NULL;
+    c = pl_malloc(sizeof(*c) + prefix->len);
+    memcpy(c->key, prefix->b, prefix->len);
+    c->keylen = prefix->len;
+    c->last = last;
+    HASH_ADD_KEYPTR(hh, s->ctrs, c->key, c->keylen, c);
+    store__lru_front(s, c);
+    s->n_ctrs++;
+    return &c->last;
+}
+
+/* ---- batches ---- */
+
+static void store__group_add(store__rdb *s, store_req *r)
+{
+    size_t i = 0;
+    while (i < s->n_groups && s->groups[i].mb != r->reply_to) i++;
+    if (i == s->n_groups) {
+        if (s->n_groups == s->groups_cap) {
+            s->groups_cap = s->groups_cap ? 2 * s->groups_cap : 16;
+            s->groups = pl_realloc(s->groups, s->groups_cap * sizeof(*s->groups));
+        }
+        s->groups[i].mb = r->reply_to;
+        s->groups[i].chain.first = s->groups[i].chain.last = NULL;
+        s->n_groups++;
+    }
+    mail_chain_add(&s->groups[i].chain, &r->mail);
+}
+
+/* Execute reqs[0..n) as one batch and post their completions. */
+static void store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
+{
+    uint64_t now = clock_wall_ms();
+    s->now = now > s->last_ts ? now : s->last_ts;
+    s->last_ts = s->now;
+
+    size_t nw = 0, nr = 0;
+    rocksdb_writebatch_wi_clear(s->wb);
+    for (size_t i = 0; i < n; i++) {
+        if (!store__is_write(reqs[i]->op)) continue;
+        store__exec_write(s, reqs[i]);
+        nw++;
+    }
+    if (nw) {
+        char *err = NULL;
+        if (rocksdb_writebatch_wi_count(s->wb) > 0)
+            rocksdb_write_writebatch_wi(s->db, s->wo, s->wb, &err);
+        atomic_fetch_add_explicit(&s->st_batches, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->st_writes, nw, memory_order_relaxed);
+        if (err) {
+            store__oneline(err);
+            if (!s->failing) log_error("store: batch write failed: %s", err);
+            s->failing = true;
+            for (size_t i = 0; i < n; i++) {
+                store_req *r = reqs[i];
+                if (!store__is_write(r->op) || r->status == PL_BAD_REQUEST) continue;
+                store__fail(r, PL_UNAVAILABLE, "store write failed: %s", err);
+                r->append.seq = r->append.ts = 0;
+                r->append.useqs = NULL;
+                r->append.dup = false;
+                r->useqs = NULL;
+            }
+            rocksdb_free(err);
+            store__ctr_drop_all(s);
+            atomic_fetch_add_explicit(&s->st_failed, 1, memory_order_relaxed);
+        } else if (s->failing) {
+            log_info("store: batch writes succeed again");
+            s->failing = false;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (store__is_write(reqs[i]->op)) continue;
+        store__exec_read(s, reqs[i]);
+        nr++;
+    }
+    atomic_fetch_add_explicit(&s->st_reads, nr, memory_order_relaxed);
+    store__ctr_evict(s);
+    arena_free(&s->scratch);
+
+    /* Group by destination; from here on a posted request is not ours. */
+    s->n_groups = 0;
+    for (size_t i = 0; i < n; i++) store__group_add(s, reqs[i]);
+    for (size_t i = 0; i < s->n_groups; i++) mail_chain_post(&s->groups[i].chain, s->groups[i].mb);
+}
+
+/* Split everything taken from the mailbox into batches of at most
+ * max_batch writes. */
+static void store__rdb_run(store__rdb *s, mail *m)
+{
+    size_t n = 0;
+    for (; m; m = m->next) {
+        if (n == s->reqs_cap) {
+            s->reqs_cap = s->reqs_cap ? 2 * s->reqs_cap : 256;
+            s->reqs = pl_realloc(s->reqs, s->reqs_cap * sizeof(*s->reqs));
+        }
+        s->reqs[n++] = (store_req *)((char *)m - offsetof(store_req, mail));
+    }
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i, w = 0;
+        while (j < n && (w < s->max_batch || !store__is_write(s->reqs[j]->op))) {
+            if (store__is_write(s->reqs[j]->op)) w++;
+            j++;
+        }
+        store__rdb_batch(s, s->reqs + i, j - i);
+        i = j;
+    }
+}
+
+static void *store__rdb_main(void *arg)
+{
+    store__rdb *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while ((!s->pending || s->held) && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
+        bool stopping = s->stopping;
+        s->pending = false;
+        pthread_mutex_unlock(&s->mu);
+        mail *m = mailbox_take(&s->in);
+        if (m) store__rdb_run(s, m);
+        else if (stopping) break;
+    }
+    return NULL;
+}
+
+static void store__rdb_wake(void *arg)
+{
+    store__rdb *s = arg;
+    pthread_mutex_lock(&s->mu);
+    s->pending = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void store__rdb_hold(store *base, bool hold)
+{
+    store__rdb *s = (store__rdb *)base;
+    pthread_mutex_lock(&s->mu);
+    s->held = hold;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- open and close ---- */
+
+static void store__rdb_free(store__rdb *s)
+{
+    if (s->db) rocksdb_close(s->db);
+    if (s->wb) rocksdb_writebatch_wi_destroy(s->wb);
+    if (s->wo) rocksdb_writeoptions_destroy(s->wo);
+    if (s->wo_lazy) rocksdb_writeoptions_destroy(s->wo_lazy);
+    if (s->ro) rocksdb_readoptions_destroy(s->ro);
+    if (s->opts) rocksdb_options_destroy(s->opts);
+    if (s->cache) rocksdb_cache_destroy(s->cache);
+    store__ctr_drop_all(s);
+    arena_free(&s->scratch);
+    pl_free(s->reqs);
+    pl_free(s->groups);
+    pl_free(s->path);
+    pl_free(s);
+}
+
+static rocksdb_options_t *store__rdb_options(store__rdb *s)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(o, 1);
+    rocksdb_options_increase_parallelism(o, 2);
+    rocksdb_options_set_max_background_jobs(o, 2);
+    rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
+    rocksdb_options_set_compression(o, rocksdb_lz4_compression);
+    rocksdb_options_set_write_buffer_size(o, 64u << 20);
+    /* Leave file descriptors to the connections (SPEC section 6). */
+    rocksdb_options_set_max_open_files(o, 512);
+    rocksdb_options_set_keep_log_file_num(o, 4);
+    rocksdb_options_set_max_log_file_size(o, 16u << 20);
+
+    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
+    s->cache = rocksdb_cache_create_lru(STORE__BLOCK_CACHE);
+    rocksdb_block_based_options_set_block_cache(t, s->cache);
+    /* Dedup and existence checks are mostly misses: a bloom filter answers
+     * them without reading data blocks.  The options take ownership. */
+    rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom_full(10));
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
+    rocksdb_options_set_block_based_table_factory(o, t);
+    rocksdb_block_based_options_destroy(t);
+    return o;
+}
+
+/* Write the layout version into a new database, or check an old one's. */
+static int store__rdb_check_version(store__rdb *s, char *err, size_t errlen)
+{
+    store_req r = {0};
+    store__key k;
+    store__key_init(&k, STORE__K_META);
+    Parley__Rec__Meta *meta = NULL;
+    int found = store__get(s, &r, false, &k, &parley__rec__meta__descriptor, &s->scratch,
+                           (void **)&meta);
+    int rc = 0;
+    if (found < 0) {
+        snprintf(err, errlen, "cannot open store at %s: %s", s->path, r.err);
+        rc = -1;
+    } else if (found == 0) {
+        Parley__Rec__Meta m = PARLEY__REC__META__INIT;
+        m.has_version = 1;
+        m.version = STORE__LAYOUT_VERSION;
+        uint8_t v[16];
+        size_t n = parley__rec__meta__pack(&m, v);
+        char *e = NULL;
+        rocksdb_put(s->db, s->wo, k.b, k.len, (const char *)v, n, &e);
+        if (e) {
+            store__oneline(e);
+            snprintf(err, errlen, "cannot open store at %s: %s", s->path, e);
+            rocksdb_free(e);
+            rc = -1;
+        }
+    } else if (meta->version > STORE__LAYOUT_VERSION) {
+        snprintf(err, errlen, "store at %s has layout version %u, newer than this build (%u)",
+                 s->path, meta->version, STORE__LAYOUT_VERSION);
+        rc = -1;
+    }
+    arena_free(&s->scratch);
+    return rc;
+}
+
+static int store__rdb_open(store **out, const store_config *cfg, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!cfg->data_dir || !*cfg->data_dir) {
+        snprintf(err, errlen, "cannot open store: no data directory");
+        return -1;
+    }
+    store__rdb *s = PL_NEW(store__rdb);
+    size_t plen = strlen(cfg->data_dir) + sizeof("/rocksdb");
+    s->path = pl_malloc(plen);
+    snprintf(s->path, plen, "%s/rocksdb", cfg->data_dir);
+    s->max_batch = cfg->max_batch ? cfg->max_batch : 1024;
+
+    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot open store at %s: cannot create %s: %s", s->path,
+                 cfg->data_dir, strerror(errno));
+        store__rdb_free(s);
+        return -1;
+    }
+    s->opts = store__rdb_options(s);
+    char *e = NULL;
+    s->db = rocksdb_open(s->opts, s->path, &e);
+    if (e) {
+        store__oneline(e);
+        snprintf(err, errlen, "cannot open store at %s: %s", s->path, e);
+        rocksdb_free(e);
+        s->db = NULL;
+        store__rdb_free(s);
+        return -1;
+    }
+    s->wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->wo, cfg->sync ? 1 : 0);
+    s->wo_lazy = rocksdb_writeoptions_create();
+    s->ro = rocksdb_readoptions_create();
+    s->wb = rocksdb_writebatch_wi_create(0, 1);
+    if (store__rdb_check_version(s, err, errlen)) {
+        store__rdb_free(s);
+        return -1;
+    }
+
+    mailbox_init(&s->in, store__rdb_wake, s);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    int rc = pthread_create(&s->thread, NULL, store__rdb_main, s);
+    if (rc) {
+        snprintf(err, errlen, "cannot open store at %s: cannot start thread: %s", s->path,
+                 strerror(rc));
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+        store__rdb_free(s);
+        return -1;
+    }
+    *out = &s->base;
+    return 0;
+}
+
+static void store__rdb_submit(store *base, store_req *r)
+{
+    store__rdb *s = (store__rdb *)base;
+    mailbox_post(&s->in, &r->mail);
+}
+
+static void store__rdb_close(store *base)
+{
+    store__rdb *s = (store__rdb *)base;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    store__rdb_free(s);
+}
+
+static void store__rdb_stats(store *base, store_stats *out)
+{
+    store__rdb *s = (store__rdb *)base;
+    out->batches = atomic_load_explicit(&s->st_batches, memory_order_relaxed);
+    out->writes = atomic_load_explicit(&s->st_writes, memory_order_relaxed);
+    out->reads = atomic_load_explicit(&s->st_reads, memory_order_relaxed);
+    out->failed_batches = atomic_load_explicit(&s->st_failed, memory_order_relaxed);
+}
+
+const store_backend store_rocksdb = {
+    .name = "rocksdb",
+    .open = store__rdb_open,
+    .submit = store__rdb_submit,
+    .close = store__rdb_close,
+    .stats = store__rdb_stats,
+};

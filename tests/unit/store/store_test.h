@@ -1,0 +1,156 @@
+/*
+ * store_test.h - helpers shared by the store's unit tests: a fresh
+ * temporary data directory per test, synchronous wrappers around the
+ * common requests, and a collector that waits for many asynchronous
+ * completions on one mailbox.
+ *
+ * Include after <cmocka.h> and its prerequisites; define _GNU_SOURCE
+ * before any include (for nftw).
+ */
+#ifndef PARLEY_TESTS_STORE_TEST_H
+#define PARLEY_TESTS_STORE_TEST_H
+
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/mem.h"
+#include "store/store.h"
+
+static inline int st_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/* A new empty directory under /tmp; free with st_dir_free. */
+static inline char *st_dir_new(void)
+{
+    char tmpl[] = "/tmp/parley-store-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    assert_non_null(d);
+    return pl_strdup(d);
+}
+
+static inline void st_dir_free(char *dir)
+{
+    nftw(dir, st_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    pl_free(dir);
+}
+
+static inline store *st_open(const char *dir)
+{
+    store_config cfg;
+    store_config_init(&cfg, dir);
+    store *s = NULL;
+    char err[256] = "";
+    int rc = store_open(&s, &cfg, err, sizeof(err));
+    if (rc) fprintf(stderr, "store_open: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_non_null(s);
+    return s;
+}
+
+static inline pl_status st_user_create(store *s, const char *tenant, const char *id, const char *name)
+{
+    store_req *r = store_req_new(STORE_USER_CREATE);
+    r->tenant_id = tenant;
+    r->user = arena_alloc(&r->arena, sizeof(*r->user));
+    r->user->id = id;
+    r->user->name = name;
+    pl_status st = store_call(s, r);
+    store_req_free(r);
+    return st;
+}
+
+/* An append request (not submitted); rcpt is a NULL-terminated list. */
+static inline store_req *st_append_req(const char *tenant, const char *conv, const char *from,
+                                const char *text, const char *cmid, const char **rcpt)
+{
+    store_req *r = store_req_new(STORE_MSG_APPEND);
+    r->tenant_id = tenant;
+    r->append.conv = conv;
+    r->append.from = from;
+    r->append.text = text;
+    r->append.cmid = cmid;
+    size_t n = 0;
+    while (rcpt && rcpt[n]) n++;
+    r->append.rcpt = rcpt;
+    r->append.n_rcpt = n;
+    return r;
+}
+
+/* Append synchronously; returns the finished request (free it). */
+static inline store_req *st_append(store *s, const char *tenant, const char *conv, const char *from,
+                            const char *text, const char *cmid, const char **rcpt)
+{
+    store_req *r = st_append_req(tenant, conv, from, text, cmid, rcpt);
+    store_call(s, r);
+    return r;
+}
+
+/* Collects asynchronous completions: requests submitted with
+ * st_collector_submit are posted back to its mailbox, and st_collector_wait
+ * runs their completions on the calling thread until n have arrived. */
+typedef struct st_collector {
+    mailbox mb;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int posted;
+    size_t done;
+    size_t wakeups;
+} st_collector;
+
+static inline void st_collector_wake(void *arg)
+{
+    st_collector *c = arg;
+    pthread_mutex_lock(&c->mu);
+    c->posted = 1;
+    c->wakeups++;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static inline void st_collector_init(st_collector *c)
+{
+    memset(c, 0, sizeof(*c));
+    mailbox_init(&c->mb, st_collector_wake, c);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+}
+
+static inline void st_collector_destroy(st_collector *c)
+{
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+}
+
+static inline void st_collector_done(store_req *r)
+{
+    st_collector *c = r->udata;
+    c->done++;
+}
+
+static inline void st_collector_submit(st_collector *c, store *s, store_req *r)
+{
+    r->reply_to = &c->mb;
+    r->done = st_collector_done;
+    r->udata = c;
+    store_submit(s, r);
+}
+
+static inline void st_collector_wait(st_collector *c, size_t n)
+{
+    while (c->done < n) {
+        pthread_mutex_lock(&c->mu);
+        while (!c->posted) pthread_cond_wait(&c->cv, &c->mu);
+        c->posted = 0;
+        pthread_mutex_unlock(&c->mu);
+        mailbox_run(&c->mb);
+    }
+}
+
+#endif
