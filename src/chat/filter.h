@@ -32,10 +32,12 @@ typedef struct filter filter;
 
 typedef enum filter_policy { FILTER_REJECT = 0, FILTER_MASK = 1 } filter_policy;
 
-/* Build from a word list: one word per line, UTF-8; blank lines and lines
- * starting with '#' are skipped; surrounding whitespace is trimmed; invalid
- * UTF-8 lines are skipped.  Never NULL (an empty list gives a filter that
- * matches nothing).  The new filter has one reference. */
+/* Build from a word list: one word per line ("\n" or "\r\n"), UTF-8;
+ * surrounding whitespace (Unicode White_Space, and a byte order mark) is
+ * trimmed; blank lines and lines whose first non-blank character is '#'
+ * are skipped; invalid UTF-8 lines are skipped.  Never NULL (an empty list
+ * gives a filter that matches nothing).  The new filter has one
+ * reference. */
 filter *filter_new(const char *list, size_t len);
 
 /* Build from the file at path; NULL (and errno set) if it cannot be read.
@@ -43,6 +45,7 @@ filter *filter_new(const char *list, size_t len);
  * they check errno == ENOENT. */
 filter *filter_load(const char *path);
 
+/* Number of distinct words after normalisation ("Bad" and "bad" are one). */
 size_t filter_word_count(const filter *f);
 
 /* Reference counting (atomic): a worker that holds a filter while a reload
@@ -50,11 +53,15 @@ size_t filter_word_count(const filter *f);
 filter *filter_ref(filter *f);
 void filter_unref(filter *f);
 
-/* Does valid UTF-8 text[0..len) contain a listed word? */
+/* Does valid UTF-8 text[0..len) contain a listed word?  (Invalid bytes,
+ * which callers should not pass, match nothing and break any match that
+ * would span them.) */
 bool filter_match(const filter *f, const char *text, size_t len);
 
 /* Write text with every matched code point replaced by '*' into out
- * (appended).  Returns the number of matches (0: out gets text unchanged). */
+ * (appended).  Returns the number of matches, every occurrence of every
+ * word counted even where they overlap ("she", "he" and "hers" in "ushers"
+ * are 3); 0: out gets text unchanged. */
 size_t filter_mask(const filter *f, const char *text, size_t len, buf *out);
 
 #endif
