@@ -1,0 +1,280 @@
+/*
+ * chat_internal.h - the structures the files of src/chat/ share.
+ *
+ * Nothing outside src/chat/ includes this.  The files:
+ *   chat.c      the process-wide object: secret, admin token, bootstrap,
+ *               revoked tokens, cross-worker mail (push, kick, retire)
+ *   tenants.c   tenant table, settings snapshots, API keys, word lists
+ *   session.c   sessions, the per-worker registry, mutual kick, pushes
+ *   call.c      a request in flight: replies, the ops table, dispatch
+ *   auth.c      sign-up, login, logout, tokens, users
+ *   message.c   send, sync, history, read receipts, typing
+ *   ids.c       validation of ids and conversation names
+ */
+#ifndef PARLEY_CHAT_INTERNAL_H
+#define PARLEY_CHAT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <uthash.h>
+
+#include "chat/chat.h"
+#include "chat/filter.h"
+#include "chat/hasher.h"
+#include "chat/limits.h"
+#include "chat/token.h"
+#include "core/arena.h"
+
+#define CHAT_ID_MAX 64          /* user, tenant and group ids */
+#define CHAT_MAX_WORKERS 256
+#define CHAT_CMID_MAX 64
+#define CHAT_NAME_MAX 128       /* display names, in code points */
+#define CHAT_PW_MIN 8
+
+/* ---- tenants (tenants.c) ---- */
+
+/* Immutable once published; replaced as a whole when settings or the word
+ * list change.  Reference counted: the tenant table holds one reference,
+ * each worker's cache one. */
+typedef struct tenant_conf {
+    _Atomic int refs;
+    bool open_signup;
+    bool friends_only_dm;
+    filter_policy policy;
+    double msg_rate, msg_burst;    /* 0: the server default */
+    filter *words;                 /* never NULL */
+    char *settings_json;           /* as stored */
+} tenant_conf;
+
+typedef struct chat_tenant {
+    char id[CHAT_ID_MAX + 1];
+    uint8_t key_hash[32];          /* SHA-256 of the API key */
+    tenant_conf *conf;             /* current; guarded by the table lock */
+    UT_hash_handle hh;
+} chat_tenant;
+
+/* A worker's cached snapshot of one tenant's conf. */
+typedef struct conf_cache {
+    const chat_tenant *tenant;
+    tenant_conf *conf;             /* one reference */
+    UT_hash_handle hh;             /* keyed by the tenant pointer */
+} conf_cache;
+
+int tenants_load(chat *c, char *err, size_t errlen);
+void tenants_free(chat *c);
+/* Tenants are never freed while the process runs: the pointer stays valid. */
+chat_tenant *tenants_find(chat *c, const char *id);
+/* The tenant whose API key this is, or NULL (constant-time compare). */
+chat_tenant *tenants_by_key(chat *c, const char *key);
+/* The current conf of t as this worker sees it (no lock on a cache hit). */
+const tenant_conf *tenant_conf_of(chat_worker *w, const chat_tenant *t);
+void tenant_conf_unref(tenant_conf *tc);
+void tenants_reload_words(chat *c);
+/* Fill a TenantSettings from a conf (strings borrowed from it). */
+void tenant_conf_to_settings(const tenant_conf *tc, Parley__TenantSettings *out);
+
+/* ---- the process (chat.c) ---- */
+
+typedef struct revoked {
+    char jti[TOKEN_JTI_LEN + 1];
+    uint64_t expires_at;
+    UT_hash_handle hh;
+} revoked;
+
+struct chat {
+    chat_config cfg;
+    char *data_dir, *node_id;
+    store *st;
+    hasher *hasher;
+    limits *limits;
+    uint8_t secret[TOKEN_SECRET_LEN];
+    char admin_token[80];
+
+    pthread_rwlock_t tenants_lock;
+    chat_tenant *tenants;          /* uthash by id */
+    _Atomic uint64_t conf_gen;     /* bumped on every tenant conf change */
+
+    pthread_rwlock_t revoked_lock;
+    revoked *revoked;              /* uthash by jti */
+
+    _Atomic(chat_worker *) workers[CHAT_MAX_WORKERS];
+    chat_worker *stopped[CHAT_MAX_WORKERS];   /* freed by chat_free */
+    size_t n_workers;
+    _Atomic uint64_t next_session_id;
+};
+
+bool chat_is_revoked(chat *c, const char *jti);
+void chat_revoke_local(chat *c, const char *jti, uint64_t expires_at);
+
+/* ---- workers and sessions (session.c) ---- */
+
+typedef struct user_sessions user_sessions;
+typedef struct chat_call chat_call;
+
+struct chat_session {
+    chat_worker *w;
+    const chat_io *io;
+    void *conn;                    /* NULL once the connection is gone */
+    int refs;                      /* 1 for the connection + one per call in flight */
+    uint64_t id;                   /* process-wide, assigned at login; 0 before */
+    uint64_t opened_ms;
+    char transport[4];
+    char ip[46];
+    bool authed;
+    bool logging_in;               /* a login is in flight */
+    const chat_tenant *tenant;
+    char user[CHAT_ID_MAX + 1];
+    char device[17];
+    char device_id[CHAT_ID_MAX + 1];
+    char jti[TOKEN_JTI_LEN + 1];
+    uint64_t token_expires;
+    user_sessions *us;             /* registry entry while authed */
+    chat_session *next, *prev;     /* in us->list, or in w->anon */
+};
+
+struct user_sessions {
+    char key[2 * CHAT_ID_MAX + 2];     /* tenant/user */
+    chat_session *list;
+    UT_hash_handle hh;
+};
+
+struct chat_worker {
+    chat *c;
+    size_t index;
+    mailbox *mb;
+    user_sessions *users;          /* uthash by "tenant/user" */
+    chat_session *anon;            /* not (yet) logged in, for the login timeout */
+    conf_cache *confs;             /* uthash by tenant pointer */
+    uint64_t confs_gen;            /* conf_gen the cache was filled at */
+    size_t n_calls;                /* calls in flight */
+    chat_call *free_calls;         /* recycled calls: none allocated per message */
+    size_t n_free_calls;
+    size_t n_authed;
+    uint64_t last_sweep_ms;
+};
+
+void session_ref(chat_session *s);
+void session_unref(chat_session *s);
+bool session_open(const chat_session *s);
+/* Queue a frame on s if its connection is still there. */
+void session_send(chat_session *s, const Parley__Frame *f);
+void session_close(chat_session *s, uint16_t code, const char *reason);
+/* Move s into the registry as tenant/user (after a successful login) and
+ * kick older sessions of the same device kind on every worker. */
+void session_login(chat_session *s);
+/* Back to anonymous (logout). */
+void session_logout(chat_session *s);
+/* Close every session (on every worker) logged in with token jti, except
+ * the session with id except_sid. */
+void sessions_revoke(chat_worker *w, const chat_tenant *t, const char *user, const char *jti,
+                     uint64_t except_sid);
+
+/* ---- pushes across workers (session.c) ---- */
+
+typedef struct push_target {
+    const char *user;
+    uint64_t useq;                 /* set into the Msg/Event pushed to this user; 0 = leave */
+} push_target;
+
+/* Send body (a Frame body of case `body_case`) to every session of the
+ * given users of tenant t on every worker, except the session with id
+ * except_sid.  body is deep-copied; useqs are applied per user when body is
+ * a Msg or an Event. */
+void push_to_users(chat_worker *w, const chat_tenant *t, const push_target *to, size_t n,
+                   Parley__Frame__BodyCase body_case, const ProtobufCMessage *body,
+                   uint64_t except_sid);
+
+/* ---- calls (call.c) ---- */
+
+enum {
+    AUTH_NONE = 0,       /* anyone */
+    AUTH_USER = 1,       /* a user's token (HTTP) or a logged-in session */
+    AUTH_APIKEY = 2,     /* a tenant's API key */
+    AUTH_ADMIN = 4,      /* the admin token */
+};
+
+typedef void (*chat_handler)(chat_call *c, const ProtobufCMessage *body);
+
+typedef struct chat_opdef {
+    const char *name;
+    Parley__Frame__BodyCase frame_case;   /* request body on sockets, NOT_SET: HTTP only */
+    Parley__Frame__BodyCase reply_case;   /* its answer on sockets */
+    const ProtobufCMessageDescriptor *body;
+    unsigned auth;                        /* AUTH_* accepted */
+    bool http;                            /* reachable through chat_http */
+    chat_handler handler;
+} chat_opdef;
+
+struct chat_call {
+    chat_worker *w;
+    chat *c;
+    const chat_opdef *op;
+    chat_session *s;               /* the socket caller (referenced), or NULL */
+    uint64_t id;                   /* frame id; 0 = none */
+    chat_reply_fn reply;           /* the HTTP caller */
+    void *ud;
+    /* who calls */
+    unsigned auth;                 /* the AUTH_* bit the credentials matched */
+    const chat_tenant *tenant;
+    char user[CHAT_ID_MAX + 1];
+    char device[17];
+    char jti[TOKEN_JTI_LEN + 1];
+    uint64_t token_expires;
+    char ip[46];
+    /* what the handler keeps across asynchronous steps */
+    void (*store_fn)(chat_call *c, store_req *r);
+    void (*hash_fn)(chat_call *c, hasher_job *j);
+    chat_call *next_free;          /* on the worker's free list */
+    void (*next)(chat_call *c);    /* continuation of a shared sub-flow */
+    store_req *req;
+    hasher_job *job;
+    char token[TOKEN_MAX];         /* a token being issued */
+    uint64_t n1;
+    bool flag;
+    char *text;                    /* in req's arena when set */
+};
+
+/* Answer the call and free it.  body is borrowed. */
+void call_ok(chat_call *c, const ProtobufCMessage *body);
+void call_err(chat_call *c, pl_status st, const char *message);
+void call_limited(chat_call *c, uint64_t retry_after_ms);
+/* A store request whose completion runs fn with the call (on this worker). */
+store_req *call_store(chat_call *c, store_op op, void (*fn)(chat_call *c, store_req *r));
+void call_submit(chat_call *c, store_req *r);
+/* Hash or verify a password off the loop; fn runs on this worker. */
+bool call_hash(chat_call *c, hasher_op op, const char *password, const char *hash,
+               void (*fn)(chat_call *c, hasher_job *j));
+
+/* Handlers (auth.c, message.c) */
+void h_login(chat_call *c, const ProtobufCMessage *body);
+void h_logout(chat_call *c, const ProtobufCMessage *body);
+void h_ping(chat_call *c, const ProtobufCMessage *body);
+void h_signup(chat_call *c, const ProtobufCMessage *body);
+void h_http_login(chat_call *c, const ProtobufCMessage *body);
+void h_user_create(chat_call *c, const ProtobufCMessage *body);
+void h_user_get(chat_call *c, const ProtobufCMessage *body);
+void h_user_search(chat_call *c, const ProtobufCMessage *body);
+void h_tenant_create(chat_call *c, const ProtobufCMessage *body);
+void h_tenant_list(chat_call *c, const ProtobufCMessage *body);
+void h_send(chat_call *c, const ProtobufCMessage *body);
+void h_sync(chat_call *c, const ProtobufCMessage *body);
+void h_history(chat_call *c, const ProtobufCMessage *body);
+void h_read(chat_call *c, const ProtobufCMessage *body);
+void h_typing(chat_call *c, const ProtobufCMessage *body);
+void h_presence_sub(chat_call *c, const ProtobufCMessage *body);
+
+/* ---- ids (ids.c) ---- */
+
+bool chat_valid_id(const char *s);
+bool chat_valid_device(const char *kind);
+/* "dm:<a>:<b>" with a <= b, into out (2*CHAT_ID_MAX+5 bytes). */
+void chat_dm_conv(const char *a, const char *b, char *out, size_t outlen);
+/* If conv is a well-formed dm with `user` as one side, the other side into
+ * peer and true. */
+bool chat_dm_peer(const char *conv, const char *user, char *peer, size_t peerlen);
+
+/* Frame helpers (call.c): set a frame's body generically. */
+void frame_set_body(Parley__Frame *f, Parley__Frame__BodyCase body_case, const void *msg);
+
+#endif

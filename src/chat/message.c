@@ -1,0 +1,365 @@
+/*
+ * message.c - send, sync, history, read receipts and typing.
+ *
+ * The message path: validate (UTF-8, at most max_text code points, a cmid
+ * of at most 64 bytes), rate-limit per user, filter per tenant, then one
+ * STORE_MSG_APPEND that stores the message once, appends an inbox entry for
+ * each participant and dedups by cmid.  Only when the store answers (the
+ * WAL write is synced) does the sender get send_ok and do the pushes go
+ * out: to every device of the recipient and to the sender's other devices,
+ * each with that user's useq.  A resend with a known cmid gets the first
+ * ack and pushes nothing.
+ *
+ * 1:1 conversations are "dm:<a>:<b>" with a <= b; a user may read and
+ * write a dm only if it is one of its two sides.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "chat/chat_internal.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/utf8.h"
+
+#define HISTORY_DEFAULT 50
+#define SYNC_DEFAULT 100
+#define PAGE_MAX 1000
+
+static void msg_from_store(Parley__Msg *m, const store_msg *sm)
+{
+    parley__msg__init(m);
+    m->conv = (char *)sm->conv;
+    m->has_seq = true;
+    m->seq = sm->seq;
+    if (sm->useq) {
+        m->has_useq = true;
+        m->useq = sm->useq;
+    }
+    m->from = (char *)sm->from;
+    m->text = (char *)sm->text;
+    m->has_ts = true;
+    m->ts = sm->ts;
+    m->cmid = (char *)sm->cmid;
+}
+
+static void event_from_store(Parley__Event *e, const store_event *se, uint64_t useq)
+{
+    parley__event__init(e);
+    e->kind = (char *)se->kind;
+    e->conv = (char *)se->conv;
+    if (se->seq) {
+        e->has_seq = true;
+        e->seq = se->seq;
+    }
+    e->user = (char *)se->user;
+    e->group = (char *)se->group;
+    if (se->ts) {
+        e->has_ts = true;
+        e->ts = se->ts;
+    }
+    if (useq) {
+        e->has_useq = true;
+        e->useq = useq;
+    }
+}
+
+static uint32_t page_limit(bool has, uint32_t v, uint32_t def)
+{
+    if (!has || !v) return def;
+    return v > PAGE_MAX ? PAGE_MAX : v;
+}
+
+/* ---- send ---- */
+
+static void sent(chat_call *c, store_req *r)
+{
+    store_append *a = &r->append;
+    if (r->status) {
+        if (r->status == PL_NOT_FOUND) call_err(c, PL_NOT_FOUND, "no such user");
+        else call_err(c, PL_UNAVAILABLE, "message not stored, retry later");
+        return;
+    }
+    Parley__SendOk ok = PARLEY__SEND_OK__INIT;
+    ok.conv = (char *)a->conv;
+    ok.has_seq = true;
+    ok.seq = a->seq;
+    ok.has_ts = true;
+    ok.ts = a->ts;
+    ok.has_useq = true;
+    ok.useq = a->useqs[0];
+    if (!a->dup) {
+        Parley__Msg m = PARLEY__MSG__INIT;
+        m.conv = (char *)a->conv;
+        m.has_seq = true;
+        m.seq = a->seq;
+        m.from = (char *)a->from;
+        m.text = (char *)a->text;
+        m.has_ts = true;
+        m.ts = a->ts;
+        m.cmid = (char *)a->cmid;
+        push_target to[2];
+        for (size_t i = 0; i < a->n_rcpt; i++) {
+            to[i].user = a->rcpt[i];
+            to[i].useq = a->useqs[i];
+        }
+        push_to_users(c->w, c->tenant, to, a->n_rcpt, PARLEY__FRAME__BODY_MSG, &m.base,
+                      c->s ? c->s->id : 0);
+    }
+    call_ok(c, &ok.base);
+}
+
+/* Check text and cmid; NULL if fine, else the reason (status in *st). */
+static const char *check_text(chat *ch, const char *text, const char *cmid, pl_status *st)
+{
+    *st = PL_BAD_REQUEST;
+    if (!text || !*text) return "text is empty";
+    long n = utf8_count((const uint8_t *)text, strlen(text));
+    if (n < 0) return "text is not valid UTF-8";
+    if ((uint64_t)n > ch->cfg.max_text) {
+        *st = PL_TOO_LARGE;
+        return "text is longer than the limit of code points";
+    }
+    if (cmid) {
+        size_t cl = strlen(cmid);
+        if (!cl || cl > CHAT_CMID_MAX) return "cmid must be 1 to 64 bytes";
+        for (const char *p = cmid; *p; p++)
+            if ((unsigned char)*p < 0x21 || *p == 0x7f) return "cmid must be printable";
+    }
+    return NULL;
+}
+
+void h_send(chat_call *c, const ProtobufCMessage *body)
+{
+    const Parley__Send *in = (const Parley__Send *)body;
+    chat *ch = c->c;
+    if (in->group && *in->group) {
+        call_err(c, PL_NOT_FOUND, "no such group");
+        return;
+    }
+    if (!in->to || !*in->to) {
+        call_err(c, PL_BAD_REQUEST, "send needs `to` (a user) or `group`");
+        return;
+    }
+    if (!chat_valid_id(in->to)) {
+        call_err(c, PL_NOT_FOUND, "no such user");
+        return;
+    }
+    pl_status st;
+    const char *why = check_text(ch, in->text, in->cmid, &st);
+    if (why) {
+        call_err(c, st, why);
+        return;
+    }
+    const tenant_conf *tc = tenant_conf_of(c->w, c->tenant);
+    char key[160];
+    snprintf(key, sizeof key, "msg:%s/%s", c->tenant->id, c->user);
+    uint64_t wait = limits_take(ch->limits, key, clock_wall_ms(),
+                                tc->msg_rate > 0 ? tc->msg_rate : ch->cfg.msg_rate,
+                                tc->msg_burst > 0 ? tc->msg_burst : ch->cfg.msg_burst);
+    if (wait) {
+        call_limited(c, wait);
+        return;
+    }
+    store_req *r = call_store(c, STORE_MSG_APPEND, sent);
+    store_append *a = &r->append;
+    const char *text = in->text;
+    if (filter_word_count(tc->words)) {
+        size_t len = strlen(text);
+        if (tc->policy == FILTER_REJECT) {
+            if (filter_match(tc->words, text, len)) {
+                log_event(LOG_INFO, "filter_hit", "tenant", c->tenant->id, "user", c->user,
+                          "policy", "reject", NULL);
+                call_err(c, PL_BLOCKED_CONTENT, "the message contains a blocked word");
+                return;
+            }
+        } else {
+            buf masked = {0};
+            if (filter_mask(tc->words, text, len, &masked)) {
+                buf_appendc(&masked, 0);
+                text = a->text = arena_strdup(&r->arena, (const char *)buf_begin(&masked));
+            }
+            buf_free(&masked);
+        }
+    }
+    char conv[2 * CHAT_ID_MAX + 8];
+    chat_dm_conv(c->user, in->to, conv, sizeof conv);
+    a->conv = arena_strdup(&r->arena, conv);
+    a->from = arena_strdup(&r->arena, c->user);
+    if (!a->text) a->text = arena_strdup(&r->arena, text);
+    a->cmid = arena_strdup(&r->arena, in->cmid);
+    a->n_rcpt = strcmp(c->user, in->to) ? 2 : 1;
+    a->rcpt = arena_alloc(&r->arena, 2 * sizeof *a->rcpt);
+    a->rcpt[0] = a->from;
+    a->rcpt[1] = arena_strdup(&r->arena, in->to);
+    a->must_exist = a->rcpt[1];
+    call_submit(c, r);
+}
+
+/* ---- sync ---- */
+
+static void synced(chat_call *c, store_req *r)
+{
+    if (r->status) {
+        call_err(c, PL_UNAVAILABLE, "store unavailable, retry later");
+        return;
+    }
+    Parley__SyncOk ok = PARLEY__SYNC_OK__INIT;
+    ok.n_entries = r->n_entries;
+    ok.entries = arena_alloc(&r->arena, (r->n_entries + 1) * sizeof *ok.entries);
+    for (size_t i = 0; i < r->n_entries; i++) {
+        const store_entry *se = &r->entries[i];
+        Parley__Entry *e = arena_alloc(&r->arena, sizeof *e);
+        parley__entry__init(e);
+        e->has_useq = true;
+        e->useq = se->useq;
+        if (se->msg) {
+            e->msg = arena_alloc(&r->arena, sizeof *e->msg);
+            msg_from_store(e->msg, se->msg);
+            e->msg->has_useq = true;
+            e->msg->useq = se->useq;
+        } else if (se->event) {
+            e->event = arena_alloc(&r->arena, sizeof *e->event);
+            event_from_store(e->event, se->event, se->useq);
+        }
+        ok.entries[i] = e;
+    }
+    ok.has_more = true;
+    ok.more = r->more;
+    ok.has_useq = true;
+    ok.useq = r->head;
+    call_ok(c, &ok.base);
+}
+
+void h_sync(chat_call *c, const ProtobufCMessage *body)
+{
+    const Parley__Sync *in = (const Parley__Sync *)body;
+    store_req *r = call_store(c, STORE_INBOX_READ, synced);
+    r->user_id = arena_strdup(&r->arena, c->user);
+    r->after = in->has_useq ? in->useq : 0;
+    r->limit = page_limit(in->has_limit, in->limit, SYNC_DEFAULT);
+    call_submit(c, r);
+}
+
+/* ---- history ---- */
+
+static void history_read(chat_call *c, store_req *r)
+{
+    if (r->status) {
+        call_err(c, PL_UNAVAILABLE, "store unavailable, retry later");
+        return;
+    }
+    Parley__HistoryOk ok = PARLEY__HISTORY_OK__INIT;
+    ok.n_msgs = r->n_msgs;
+    ok.msgs = arena_alloc(&r->arena, (r->n_msgs + 1) * sizeof *ok.msgs);
+    for (size_t i = 0; i < r->n_msgs; i++) {
+        ok.msgs[i] = arena_alloc(&r->arena, sizeof *ok.msgs[i]);
+        msg_from_store(ok.msgs[i], &r->msgs[i]);
+        ok.msgs[i]->has_useq = false;
+    }
+    ok.has_more = true;
+    ok.more = r->more;
+    call_ok(c, &ok.base);
+}
+
+/* May the caller read conv?  Fills peer for dms. */
+static bool may_access(chat_call *c, const char *conv, char *peer, size_t peerlen)
+{
+    return chat_dm_peer(conv, c->user, peer, peerlen);
+}
+
+void h_history(chat_call *c, const ProtobufCMessage *body)
+{
+    const Parley__History *in = (const Parley__History *)body;
+    char peer[CHAT_ID_MAX + 1];
+    if (!in->conv || !may_access(c, in->conv, peer, sizeof peer)) {
+        call_err(c, PL_NOT_FOUND, "no such conversation");
+        return;
+    }
+    store_req *r = call_store(c, STORE_HISTORY, history_read);
+    r->conv = arena_strdup(&r->arena, in->conv);
+    r->before = in->has_before_seq ? in->before_seq : 0;
+    r->limit = page_limit(in->has_limit, in->limit, HISTORY_DEFAULT);
+    call_submit(c, r);
+}
+
+/* ---- read receipts ---- */
+
+static void read_set(chat_call *c, store_req *r)
+{
+    if (r->status) {
+        call_err(c, PL_UNAVAILABLE, "store unavailable, retry later");
+        return;
+    }
+    uint64_t useq = r->useqs ? r->useqs[0] : 0;
+    if (useq) {
+        const store_event *ev = r->event;
+        Parley__Receipt rc = PARLEY__RECEIPT__INIT;
+        rc.conv = (char *)ev->conv;
+        rc.user = c->user;
+        rc.has_seq = true;
+        rc.seq = ev->seq;
+        rc.has_ts = true;
+        rc.ts = ev->ts;
+        push_target peer = {.user = c->text, .useq = 0};
+        if (strcmp(c->text, c->user))
+            push_to_users(c->w, c->tenant, &peer, 1, PARLEY__FRAME__BODY_RECEIPT, &rc.base, 0);
+        Parley__Event e;
+        event_from_store(&e, ev, useq);
+        push_target self = {.user = c->user, .useq = useq};
+        push_to_users(c->w, c->tenant, &self, 1, PARLEY__FRAME__BODY_EVENT, &e.base,
+                      c->s ? c->s->id : 0);
+    }
+    Parley__Empty ok = PARLEY__EMPTY__INIT;
+    call_ok(c, &ok.base);
+}
+
+void h_read(chat_call *c, const ProtobufCMessage *body)
+{
+    const Parley__Read *in = (const Parley__Read *)body;
+    char peer[CHAT_ID_MAX + 1];
+    if (!in->conv || !may_access(c, in->conv, peer, sizeof peer)) {
+        call_err(c, PL_NOT_FOUND, "no such conversation");
+        return;
+    }
+    if (!in->has_seq || !in->seq) {
+        call_err(c, PL_BAD_REQUEST, "read needs the seq read up to");
+        return;
+    }
+    store_req *r = call_store(c, STORE_READ_SET, read_set);
+    r->user_id = arena_strdup(&r->arena, c->user);
+    r->event = arena_alloc(&r->arena, sizeof *r->event);
+    r->event->kind = "read";
+    r->event->conv = arena_strdup(&r->arena, in->conv);
+    r->event->seq = in->seq;
+    r->event->user = r->user_id;
+    r->event->ts = clock_wall_ms();
+    c->text = arena_strdup(&r->arena, peer);
+    call_submit(c, r);
+}
+
+/* ---- typing (never stored) ---- */
+
+void h_typing(chat_call *c, const ProtobufCMessage *body)
+{
+    const Parley__Typing *in = (const Parley__Typing *)body;
+    char peer[CHAT_ID_MAX + 1];
+    if (!in->conv || !may_access(c, in->conv, peer, sizeof peer)) {
+        call_err(c, PL_NOT_FOUND, "no such conversation");
+        return;
+    }
+    char key[160];
+    snprintf(key, sizeof key, "typing:%s/%s", c->tenant->id, c->user);
+    if (!limits_take(c->c->limits, key, clock_wall_ms(), 2, 5) && strcmp(peer, c->user)) {
+        Parley__Typing t = PARLEY__TYPING__INIT;
+        t.conv = in->conv;
+        t.from = c->user;
+        push_target to = {.user = peer};
+        push_to_users(c->w, c->tenant, &to, 1, PARLEY__FRAME__BODY_TYPING, &t.base, 0);
+    }
+    call_ok(c, NULL);
+}
+
+void h_presence_sub(chat_call *c, const ProtobufCMessage *body)
+{
+    call_err(c, PL_BAD_REQUEST, "presence is not served by this version");
+}

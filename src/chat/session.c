@@ -1,0 +1,333 @@
+/*
+ * session.c - sessions, the per-worker registry, mutual kick and pushes.
+ *
+ * A session is the chat state of one WebSocket or TCP connection and lives
+ * on the connection's worker.  States (function behind each arrow):
+ *
+ *   anonymous --h_login ok: session_login--> authenticated
+ *       ^                                          |
+ *       `------------ h_logout: session_logout ----'
+ *   any --chat_session_closed--> detached --last call done: session_unref--> freed
+ *
+ * Each worker keeps `tenant/user -> its sessions` (w->users); anonymous
+ * sessions sit on w->anon so the tick can close those that never log in.
+ * Nothing here is shared between threads: other workers reach these
+ * sessions only through mail (push_to_users, kicks), which runs here.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <utlist.h>
+
+#include "chat/chat_internal.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "proto/clone.h"
+
+static void registry_key(const chat_tenant *t, const char *user, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s/%s", t->id, user);
+}
+
+static user_sessions *registry_find(chat_worker *w, const chat_tenant *t, const char *user)
+{
+    char key[sizeof ((user_sessions *)0)->key];
+    registry_key(t, user, key, sizeof key);
+    user_sessions *us = NULL;
+    HASH_FIND_STR(w->users, key, us);
+    return us;
+}
+
+chat_session *chat_session_new(chat_worker *w, const chat_io *io, void *conn, const char *transport,
+                               const char *remote_ip)
+{
+    chat_session *s = PL_NEW(chat_session);
+    s->w = w;
+    s->io = io;
+    s->conn = conn;
+    s->refs = 1;
+    s->opened_ms = clock_mono_ms();
+    snprintf(s->transport, sizeof s->transport, "%s", transport);
+    snprintf(s->ip, sizeof s->ip, "%s", remote_ip ? remote_ip : "");
+    DL_APPEND(w->anon, s);
+    return s;
+}
+
+void session_ref(chat_session *s) { s->refs++; }
+
+static void unlink_session(chat_session *s)
+{
+    chat_worker *w = s->w;
+    if (s->us) {
+        user_sessions *us = s->us;
+        DL_DELETE(us->list, s);
+        if (!us->list) {
+            HASH_DEL(w->users, us);
+            pl_free(us);
+        }
+        s->us = NULL;
+        w->n_authed--;
+    } else if (s->prev) {
+        DL_DELETE(w->anon, s);
+    }
+    s->prev = s->next = NULL;
+}
+
+void session_unref(chat_session *s)
+{
+    if (--s->refs > 0) return;
+    unlink_session(s);
+    pl_free(s);
+}
+
+bool session_open(const chat_session *s) { return s->conn != NULL; }
+
+void session_send(chat_session *s, const Parley__Frame *f)
+{
+    if (s->conn) s->io->send(s->conn, f);
+}
+
+void session_close(chat_session *s, uint16_t code, const char *reason)
+{
+    if (s->conn) s->io->close(s->conn, code, reason);
+}
+
+void chat_session_closed(chat_session *s)
+{
+    if (s->authed)
+        log_event(LOG_INFO, "disconnect", "tenant", s->tenant->id, "user", s->user, "device",
+                  s->device, "transport", s->transport, "remote", s->ip, NULL);
+    s->conn = NULL;
+    unlink_session(s);
+    s->authed = false;
+    session_unref(s);
+}
+
+/* ---- mail between workers ---- */
+
+/* One allocation shared by every worker it is posted to, with one mail
+ * node per worker; the last worker to run it frees it. */
+typedef struct wmail wmail;
+
+typedef struct wmail_node {
+    mail m;
+    wmail *owner;
+    chat_worker *w;
+} wmail_node;
+
+struct wmail {
+    _Atomic int refs;
+    void (*run)(chat_worker *w, wmail *m);
+    arena arena;
+    const chat_tenant *tenant;
+    char user[CHAT_ID_MAX + 1];    /* kick */
+    char device[17];               /* kick */
+    char jti[TOKEN_JTI_LEN + 1];   /* revoke */
+    uint64_t sid;                  /* kick: sessions older than this; push: except this */
+    push_target *to;               /* push */
+    size_t n_to;
+    Parley__Frame__BodyCase body_case;
+    ProtobufCMessage *body;
+    wmail_node nodes[];
+};
+
+static void wmail_release(wmail *wm)
+{
+    if (atomic_fetch_sub_explicit(&wm->refs, 1, memory_order_acq_rel) == 1) {
+        arena_free(&wm->arena);
+        pl_free(wm);
+    }
+}
+
+static void wmail_fn(mail *m)
+{
+    wmail_node *n = (wmail_node *)m;
+    wmail *wm = n->owner;
+    wm->run(n->w, wm);
+    wmail_release(wm);
+}
+
+static wmail *wmail_new(chat *c, void (*run)(chat_worker *, wmail *))
+{
+    wmail *wm = pl_calloc(1, sizeof *wm + c->n_workers * sizeof(wmail_node));
+    wm->run = run;
+    return wm;
+}
+
+/* Run wm on every registered worker: by mail on the others, directly here. */
+static void wmail_post_all(chat_worker *self, wmail *wm)
+{
+    chat *c = self->c;
+    int n = 0;
+    chat_worker *ws[CHAT_MAX_WORKERS];
+    for (size_t i = 0; i < c->n_workers; i++) {
+        chat_worker *w = atomic_load_explicit(&c->workers[i], memory_order_acquire);
+        if (w && w != self) ws[n++] = w;
+    }
+    atomic_store(&wm->refs, n + 1);
+    for (int i = 0; i < n; i++) {
+        wmail_node *node = &wm->nodes[i];
+        node->owner = wm;
+        node->w = ws[i];
+        node->m.fn = wmail_fn;
+        mailbox_post(ws[i]->mb, &node->m);
+    }
+    wm->run(self, wm);
+    wmail_release(wm);
+}
+
+/* ---- mutual kick ---- */
+
+static void kick_run(chat_worker *w, wmail *wm)
+{
+    user_sessions *us = registry_find(w, wm->tenant, wm->user);
+    if (!us) return;
+    chat_session *s, *tmp;
+    DL_FOREACH_SAFE(us->list, s, tmp)
+    {
+        if (s->id >= wm->sid || strcmp(s->device, wm->device)) continue;
+        Parley__Frame f = PARLEY__FRAME__INIT;
+        Parley__Kicked k = PARLEY__KICKED__INIT;
+        k.reason = "another login of this user on the same kind of device";
+        frame_set_body(&f, PARLEY__FRAME__BODY_KICKED, &k);
+        session_send(s, &f);
+        log_event(LOG_INFO, "kick", "tenant", s->tenant->id, "user", s->user, "device", s->device,
+                  "remote", s->ip, "reason", "new_login", NULL);
+        session_close(s, CHAT_CLOSE_KICKED, "kicked");
+        session_logout(s);
+    }
+}
+
+static void revoke_run(chat_worker *w, wmail *wm)
+{
+    user_sessions *us = registry_find(w, wm->tenant, wm->user);
+    if (!us) return;
+    chat_session *s, *tmp;
+    DL_FOREACH_SAFE(us->list, s, tmp)
+    {
+        if (s->id == wm->sid || strcmp(s->jti, wm->jti)) continue;
+        session_close(s, CHAT_CLOSE_UNAUTHORIZED, "token revoked");
+        session_logout(s);
+    }
+}
+
+void sessions_revoke(chat_worker *w, const chat_tenant *t, const char *user, const char *jti,
+                     uint64_t except_sid)
+{
+    wmail *wm = wmail_new(w->c, revoke_run);
+    wm->tenant = t;
+    snprintf(wm->user, sizeof wm->user, "%s", user);
+    snprintf(wm->jti, sizeof wm->jti, "%s", jti);
+    wm->sid = except_sid;
+    wmail_post_all(w, wm);
+}
+
+void session_login(chat_session *s)
+{
+    chat_worker *w = s->w;
+    unlink_session(s);
+    s->id = atomic_fetch_add(&w->c->next_session_id, 1) + 1;
+    s->authed = true;
+    user_sessions *us = registry_find(w, s->tenant, s->user);
+    if (!us) {
+        us = PL_NEW(user_sessions);
+        registry_key(s->tenant, s->user, us->key, sizeof us->key);
+        HASH_ADD_STR(w->users, key, us);
+    }
+    DL_APPEND(us->list, s);
+    s->us = us;
+    w->n_authed++;
+
+    wmail *wm = wmail_new(w->c, kick_run);
+    wm->tenant = s->tenant;
+    memcpy(wm->user, s->user, sizeof wm->user);
+    memcpy(wm->device, s->device, sizeof wm->device);
+    wm->sid = s->id;
+    wmail_post_all(w, wm);
+}
+
+void session_logout(chat_session *s)
+{
+    if (!s->authed) return;
+    unlink_session(s);
+    s->authed = false;
+    s->jti[0] = 0;
+    if (s->conn) DL_APPEND(s->w->anon, s);
+}
+
+/* ---- pushes ---- */
+
+static void push_one(chat_session *s, const wmail *wm, uint64_t useq)
+{
+    Parley__Frame f = PARLEY__FRAME__INIT;
+    if (wm->body_case == PARLEY__FRAME__BODY_MSG && useq) {
+        Parley__Msg m = *(const Parley__Msg *)wm->body;
+        m.has_useq = true;
+        m.useq = useq;
+        frame_set_body(&f, wm->body_case, &m);
+        session_send(s, &f);
+    } else if (wm->body_case == PARLEY__FRAME__BODY_EVENT && useq) {
+        Parley__Event e = *(const Parley__Event *)wm->body;
+        e.has_useq = true;
+        e.useq = useq;
+        frame_set_body(&f, wm->body_case, &e);
+        session_send(s, &f);
+    } else {
+        frame_set_body(&f, wm->body_case, wm->body);
+        session_send(s, &f);
+    }
+}
+
+static void push_run(chat_worker *w, wmail *wm)
+{
+    for (size_t i = 0; i < wm->n_to; i++) {
+        user_sessions *us = registry_find(w, wm->tenant, wm->to[i].user);
+        if (!us) continue;
+        chat_session *s;
+        DL_FOREACH(us->list, s)
+        {
+            if (s->id != wm->sid) push_one(s, wm, wm->to[i].useq);
+        }
+    }
+}
+
+void push_to_users(chat_worker *w, const chat_tenant *t, const push_target *to, size_t n,
+                   Parley__Frame__BodyCase body_case, const ProtobufCMessage *body,
+                   uint64_t except_sid)
+{
+    wmail *wm = wmail_new(w->c, push_run);
+    wm->tenant = t;
+    wm->sid = except_sid;
+    wm->body_case = body_case;
+    wm->body = proto_clone(body, &wm->arena);
+    wm->to = arena_alloc(&wm->arena, n * sizeof *wm->to);
+    wm->n_to = n;
+    for (size_t i = 0; i < n; i++) {
+        wm->to[i].user = arena_strdup(&wm->arena, to[i].user);
+        wm->to[i].useq = to[i].useq;
+    }
+    wmail_post_all(w, wm);
+}
+
+/* ---- the tick ---- */
+
+void chat_worker_tick(chat_worker *w, uint64_t now_ms)
+{
+    uint64_t mono = clock_mono_ms();
+    chat_session *s, *tmp;
+    DL_FOREACH_SAFE(w->anon, s, tmp)
+    {
+        if (!s->logging_in && mono - s->opened_ms > w->c->cfg.login_timeout_ms) {
+            session_close(s, CHAT_CLOSE_LOGIN_TIMEOUT, "no login in time");
+            DL_DELETE(w->anon, s);
+            s->prev = s->next = NULL;
+        }
+    }
+    if (w->index == 0 && now_ms - w->last_sweep_ms > 60000) {
+        w->last_sweep_ms = now_ms;
+        limits_sweep(w->c->limits, now_ms, 600000);
+    }
+}
+
+size_t chat_worker_sessions(const chat_worker *w) { return w->n_authed; }
