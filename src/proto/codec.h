@@ -5,26 +5,50 @@
  * walks the protobuf-c descriptors, so adding a field or a body to the schema
  * needs no code here.  JSON keys are the protobuf field names (snake_case);
  * a oneof member is a key like any other, and at most one member of a oneof
- * may be present.
+ * may be present.  The implementation is in codec.c (protobuf, the entry
+ * points) and json.c (the JSON mapping).
  *
- * Rules enforced on decode (both encodings), each failing with
- * PL_BAD_REQUEST and a one-line reason in err:
- *   - JSON: the text is one object; unknown keys, wrong types, duplicate
- *     keys, nesting deeper than 32 and integers outside the field's range
- *     are errors; 64-bit integers must be below 2^53 (JSON numbers are
- *     doubles in browsers); `null` counts as absent.
+ * The JSON mapping of values: integers are JSON integers; 64-bit integers
+ * too (not strings), which is why they must stay below 2^53; bool is
+ * true/false; float and double are JSON numbers (integers are accepted on
+ * decode); an enum is its value name (a number is accepted on decode);
+ * bytes are base64 (RFC 4648 standard alphabet, with padding); a message is
+ * an object; a repeated field is an array.
+ *
+ * Rules enforced on decode, each failing with PL_BAD_REQUEST and a one-line
+ * reason in err (printable ASCII, naming the field and the message, e.g.
+ * `field "seq" of SendOk: expected an integer`, with the path from the top
+ * when the field is nested):
+ *   - JSON: the text is exactly one object (nothing but whitespace after
+ *     it) and valid UTF-8; unknown keys, wrong types, duplicate keys, two
+ *     members of one oneof, nesting of messages deeper than PROTO_MAX_DEPTH,
+ *     integers outside the field's range and missing proto2 required fields
+ *     are errors; `null` counts as absent, also inside a oneof.
  *   - protobuf: the bytes parse as the message; every string field, at any
- *     depth, is valid UTF-8 (protobuf-c does not check it).
+ *     depth, is valid UTF-8 (protobuf-c does not check it); messages nest at
+ *     most PROTO_MAX_DEPTH deep.  Unknown fields are dropped.
+ *   - both: 64-bit integers are within +-(2^53 - 1) (JSON numbers are
+ *     doubles in browsers; enforcing it on protobuf too means every frame
+ *     that decodes in one encoding can be re-encoded in the other), and
+ *     float/double values are finite.
  *   - proto_frame_decode: the frame carries exactly one body.
  *
  * Encoding never fails.  JSON output contains only fields that are set
- * (has_x for optional scalars, non-NULL strings and messages, non-empty
- * repeated fields), in field-number order, with no whitespace.  Strings are
- * escaped per RFC 8259 (control characters as \u00XX; non-ASCII is written
- * as UTF-8, not escaped).
+ * (has_x for optional scalars, non-NULL strings and messages that are not
+ * the field's default, non-empty repeated fields, the current member of a
+ * oneof), in field-number order, with no whitespace.  A set message with no
+ * fields set is {}; a oneof member of message type whose case is set but
+ * whose pointer is NULL is also written as an empty message (in protobuf
+ * too, for the top-level message such as a Frame), so `read_ok` is sent as
+ * {"read_ok":{}} either way.  Strings are escaped per RFC 8259 (\" and \\,
+ * control characters as \u00XX; everything else, non-ASCII included, is
+ * written as is); the caller guarantees they are valid UTF-8.  A non-finite
+ * float/double is written as null.
  *
  * Pure functions over bytes: no globals, no I/O.  Decoded messages are
- * allocated through core/mem.h; free them with proto_free.  Thread-safe.
+ * allocated through core/mem.h (the JSON parser's transient tree uses
+ * jansson's allocator); free them with proto_free, and only them: a message
+ * built by hand is not proto_free's to free.  Thread-safe.
  */
 #ifndef PARLEY_PROTO_CODEC_H
 #define PARLEY_PROTO_CODEC_H
@@ -38,6 +62,10 @@
 #include "core/status.h"
 #include "proto/parley.pb-c.h"
 
+/* The deepest nesting of messages a decoder accepts; the top-level message
+ * is depth 1, so a Frame with a SyncOk holding Entry -> Msg is depth 4. */
+#define PROTO_MAX_DEPTH 32
+
 typedef enum proto_enc {
     PROTO_JSON = 0,   /* a WebSocket text frame, an HTTP body */
     PROTO_PB = 1,     /* a WebSocket binary frame, a TCP frame, a UDP datagram */
@@ -49,13 +77,15 @@ typedef enum proto_enc {
 pl_status proto_decode(const ProtobufCMessageDescriptor *d, proto_enc enc, const uint8_t *data,
                        size_t len, ProtobufCMessage **out, char *err, size_t errlen);
 
-/* Append the encoding of m to out. */
+/* Append the encoding of m to out.  m may be any message, decoded or built
+ * by hand; it is only read. */
 void proto_encode(const ProtobufCMessage *m, proto_enc enc, buf *out);
 
 /* Free a message returned by proto_decode / proto_frame_decode. NULL is ok. */
 void proto_free(ProtobufCMessage *m);
 
-/* proto_decode for a Frame, which must also carry exactly one body. */
+/* proto_decode for a Frame, which must also carry exactly one body; if it
+ * has none, err is "frame has no body". */
 pl_status proto_frame_decode(proto_enc enc, const uint8_t *data, size_t len, Parley__Frame **out,
                              char *err, size_t errlen);
 
@@ -65,7 +95,49 @@ static inline void proto_frame_encode(const Parley__Frame *f, proto_enc enc, buf
 }
 
 /* The JSON key of a frame body ("send", "login_ok"...); "" for NOT_SET or
- * an unknown case. */
+ * an unknown case.  The string is static. */
 const char *proto_body_name(Parley__Frame__BodyCase body);
+
+/* ---- Internal to src/proto: shared by codec.c and json.c. ---- */
+
+/* The allocator of every decoded message: pl_malloc / pl_free. */
+extern ProtobufCAllocator proto__allocator;
+
+/* Where a decoder is: the depth of the message being decoded (the top one is
+ * 1) and, for each level below the top, the field (and repeated index, or
+ * SIZE_MAX) that leads into it, so that errors can name the path. */
+typedef struct proto__ctx {
+    char *err;
+    size_t errlen;
+    unsigned depth;
+    const ProtobufCFieldDescriptor *path_field[PROTO_MAX_DEPTH];
+    size_t path_index[PROTO_MAX_DEPTH];
+} proto__ctx;
+
+/* Write `field "<f>" of <d>: <reason>` (plus ` (at a.b[2].c)` when nested)
+ * into c->err and return PL_BAD_REQUEST.  f may be NULL for an error about
+ * the message itself; idx is a repeated index or SIZE_MAX. */
+pl_status proto__fail(proto__ctx *c, const ProtobufCMessageDescriptor *d,
+                      const ProtobufCFieldDescriptor *f, size_t idx, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* Like snprintf into err, then every byte outside printable ASCII becomes
+ * '?', so that the reason is one safe line whatever the input was. */
+void proto__errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Whether a non-repeated field of m is set, by the same rules protobuf-c
+ * uses to decide what to pack, except that the current member of a oneof
+ * of message type counts as set even when its pointer is NULL. */
+int proto__present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f);
+
+/* The size of one element of a repeated field of type t, as protobuf-c lays
+ * out the array. */
+size_t proto__elem_size(ProtobufCType t);
+
+/* The JSON halves of proto_decode and proto_encode. */
+pl_status proto__json_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
+                             ProtobufCMessage **out, proto__ctx *c);
+void proto__json_encode(const ProtobufCMessage *m, buf *out);
 
 #endif
