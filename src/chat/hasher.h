@@ -48,13 +48,20 @@ typedef struct hasher_config {
     size_t memlimit;                  /* bytes, default 19 MiB */
 } hasher_config;
 
+/* A zero field of cfg (or a NULL cfg) takes the default; opslimit and
+ * memlimit are raised to libsodium's minimums where below them.  NULL only
+ * if no thread could be started. */
 hasher *hasher_new(const hasher_config *cfg);
 /* Finish the jobs already queued (their done callbacks are posted), stop
  * the threads, free. */
 void hasher_free(hasher *h);
 
-/* Queue j; false if the queue is full (j is untouched and still the
- * caller's). */
+/* Queue j (reply_to and done must be set; op, password and, for VERIFY,
+ * hash filled in); false if max_queue jobs are already waiting (j is
+ * untouched and still the caller's).  Jobs running on a thread do not
+ * count against max_queue.  A password not NUL-terminated within
+ * HASHER_PW_MAX + 1 bytes, or a VERIFY hash not NUL-terminated within
+ * HASHER_STR_LEN, completes with ok = false. */
 bool hasher_submit(hasher *h, hasher_job *j);
 
 /* Number of jobs queued or running (for metrics). */
