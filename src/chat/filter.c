@@ -328,7 +328,7 @@ static void builder_finish(builder *b, filter *f)
     f->states = pl_calloc(n, sizeof *f->states);
     f->edges = pl_malloc((b->nedges ? b->nedges : 1) * sizeof *f->edges);
 
-    qsort(b->edges, b->nedges, sizeof *b->edges, edge_cmp);
+    if (b->nedges) qsort(b->edges, b->nedges, sizeof *b->edges, edge_cmp);
     for (uint32_t i = 0; i < b->nedges; i++) {
         filter__state *st = &f->states[b->edges[i].from];
         if (!st->count) st->first = i;

@@ -106,7 +106,7 @@ static hasher_job *job_new(inbox *ib, hasher_op op, const char *password, const 
     hasher_job *j = pl_calloc(1, sizeof *j);
     j->op = op;
     snprintf(j->password, sizeof j->password, "%s", password);
-    if (hash) memcpy(j->hash, hash, sizeof j->hash);
+    if (hash) snprintf(j->hash, sizeof j->hash, "%s", hash);
     j->reply_to = &ib->mb;
     j->done = job_done;
     j->udata = ib;
