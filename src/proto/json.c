@@ -19,7 +19,6 @@
  *
  * No state outside the arguments; safe on any thread.
  */
-#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdbool.h>
@@ -209,7 +208,9 @@ static pl_status dec_value(proto__ctx *c, const ProtobufCMessageDescriptor *d,
     case PROTOBUF_C_TYPE_FLOAT: {
         if (!json_is_number(v)) return bad_type(c, d, f, idx, v, "a number");
         double r = json_number_value(v);
-        if (!(fabs(r) <= FLT_MAX)) return proto__fail(c, d, f, idx, "out of range for float");
+        /* Values up to half an ulp above FLT_MAX still round to FLT_MAX
+         * (its shortest decimal form, 3.40282347e+38, is such a value). */
+        if (!(fabs(r) < 0x1.ffffffp+127)) return proto__fail(c, d, f, idx, "out of range for float");
         *(float *)p = (float)r;
         return PL_OK;
     }
