@@ -56,6 +56,7 @@ typedef struct store__rdb {
     uint64_t now;                  /* ts of the batch being executed */
     uint64_t last_ts;
     bool failing;                  /* the last batch write failed */
+    uint64_t reopen_at;            /* monotonic ms of the last reopen attempt */
     store__ctr *ctrs;              /* counter cache (uthash) */
     store__ctr *lru_first, *lru_last;
     size_t n_ctrs;

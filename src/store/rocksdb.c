@@ -57,6 +57,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/clock.h"
 #include "core/log.h"
@@ -259,6 +260,39 @@ static void store__group_add(store__rdb *s, store_req *r)
     mail_chain_add(&s->groups[i].chain, &r->mail);
 }
 
+/*
+ * After a failed write RocksDB refuses all writes until the database is
+ * reopened (its C API has no Resume).  So while failing, each batch first
+ * tries, at most once a second, to close and reopen it.  While the disk
+ * still refuses writes the open fails too, and the store answers every
+ * request with PL_UNAVAILABLE until an attempt succeeds.
+ */
+static void store__rdb_reopen(store__rdb *s)
+{
+    uint64_t now = clock_mono_ms();
+    if (s->reopen_at && now - s->reopen_at < 1000) return;
+    s->reopen_at = now;
+    if (s->db) rocksdb_close(s->db);
+    store__ctr_drop_all(s);
+    char *e = NULL;
+    s->db = rocksdb_open(s->opts, s->path, &e);
+    if (e) {
+        store__oneline(e);
+        log_error("store: reopening %s failed: %s", s->path, e);
+        rocksdb_free(e);
+        s->db = NULL;
+        return;
+    }
+    s->failing = false;
+    log_info("store: reopened %s after a failed write", s->path);
+}
+
+static void store__rdb_fail_all(store_req **reqs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        store__fail(reqs[i], PL_UNAVAILABLE, "store unavailable after a failed write");
+}
+
 /* Execute reqs[0..n) as one batch and post their completions. */
 static void store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
 {
@@ -267,6 +301,11 @@ static void store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
     s->last_ts = s->now;
 
     size_t nw = 0, nr = 0;
+    if (s->failing) store__rdb_reopen(s);
+    if (!s->db) {
+        store__rdb_fail_all(reqs, n);
+        goto post;
+    }
     rocksdb_writebatch_wi_clear(s->wb);
     for (size_t i = 0; i < n; i++) {
         if (!store__is_write(reqs[i]->op)) continue;
@@ -281,7 +320,7 @@ static void store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
         atomic_fetch_add_explicit(&s->st_writes, nw, memory_order_relaxed);
         if (err) {
             store__oneline(err);
-            if (!s->failing) log_error("store: batch write failed: %s", err);
+            log_error("store: batch write failed: %s", err);
             s->failing = true;
             for (size_t i = 0; i < n; i++) {
                 store_req *r = reqs[i];
@@ -295,9 +334,6 @@ static void store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
             rocksdb_free(err);
             store__ctr_drop_all(s);
             atomic_fetch_add_explicit(&s->st_failed, 1, memory_order_relaxed);
-        } else if (s->failing) {
-            log_info("store: batch writes succeed again");
-            s->failing = false;
         }
     }
     for (size_t i = 0; i < n; i++) {
@@ -309,6 +345,7 @@ static void store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
     store__ctr_evict(s);
     arena_free(&s->scratch);
 
+post:
     /* Group by destination; from here on a posted request is not ours. */
     s->n_groups = 0;
     for (size_t i = 0; i < n; i++) store__group_add(s, reqs[i]);
@@ -403,8 +440,23 @@ static rocksdb_options_t *store__rdb_options(store__rdb *s)
     rocksdb_options_set_write_buffer_size(o, 64u << 20);
     /* Leave file descriptors to the connections (SPEC section 6). */
     rocksdb_options_set_max_open_files(o, 512);
-    rocksdb_options_set_keep_log_file_num(o, 4);
-    rocksdb_options_set_max_log_file_size(o, 16u << 20);
+    /* RocksDB's info LOG must not share the database's disk.  Debian's
+     * librocksdb is built with assertions, and its logger asserts when it
+     * writes again after a failed write: on a full disk the LOG (even the
+     * header every open writes) would abort the process where the store
+     * should fail writes with PL_UNAVAILABLE and reopen later.  RocksDB
+     * cannot run without a LOG, so it goes to /dev/shm (memory), kept
+     * small: warnings and errors only, two files of at most 1 MiB.
+     * Without /dev/shm it stays in the database directory with fatal
+     * messages only, which leaves just the header of each open. */
+    if (access("/dev/shm", W_OK) == 0) {
+        rocksdb_options_set_db_log_dir(o, "/dev/shm");
+        rocksdb_options_set_info_log_level(o, 2 /* WARN_LEVEL */);
+    } else {
+        rocksdb_options_set_info_log_level(o, 4 /* FATAL_LEVEL */);
+    }
+    rocksdb_options_set_max_log_file_size(o, 1u << 20);
+    rocksdb_options_set_keep_log_file_num(o, 2);
 
     rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
     s->cache = rocksdb_cache_create_lru(STORE__BLOCK_CACHE);

@@ -11,6 +11,7 @@
 #define PARLEY_TESTS_STORE_TEST_H
 
 #include <ftw.h>
+#include <glob.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,9 +36,18 @@ static inline char *st_dir_new(void)
     return pl_strdup(d);
 }
 
+/* Remove the directory and RocksDB's info LOG files of a store in it,
+ * which rocksdb.c keeps in /dev/shm named after the database path. */
 static inline void st_dir_free(char *dir)
 {
     nftw(dir, st_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    const char *base = strrchr(dir, '/');
+    char pat[300];
+    snprintf(pat, sizeof(pat), "/dev/shm/*%s_*LOG*", base ? base + 1 : dir);
+    glob_t g;
+    if (glob(pat, 0, NULL, &g) == 0)
+        for (size_t i = 0; i < g.gl_pathc; i++) remove(g.gl_pathv[i]);
+    globfree(&g);
     pl_free(dir);
 }
 

@@ -1,0 +1,457 @@
+/*
+ * test_messages.c - message appends, sequence numbers, dedup, inboxes,
+ * history, read positions and events in the embedded store, including the
+ * behaviour of several writes executed in one batch.
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "store/rdb.h"
+#include "store_test.h"
+
+typedef struct fixture {
+    char *dir;
+    store *s;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = PL_NEW(fixture);
+    f->dir = st_dir_new();
+    f->s = st_open(f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    store_close(f->s);
+    st_dir_free(f->dir);
+    pl_free(f);
+    return 0;
+}
+
+static const char *AB[] = {"alice", "bob", NULL};
+static const char *AC[] = {"alice", "carol", NULL};
+static const char *ABC[] = {"alice", "bob", "carol", NULL};
+
+/* Append and check status and seq; returns the request (free it). */
+static store_req *append_ok(store *s, const char *conv, const char *from, const char *cmid,
+                            const char **rcpt, uint64_t want_seq)
+{
+    store_req *r = st_append(s, "t", conv, from, "hello", cmid, rcpt);
+    assert_int_equal(r->status, PL_OK);
+    assert_false(r->append.dup);
+    assert_int_equal(r->append.seq, want_seq);
+    assert_true(r->append.ts > 0);
+    return r;
+}
+
+static uint64_t inbox_head(store *s, const char *user)
+{
+    store_req *r = store_req_new(STORE_INBOX_HEAD);
+    r->tenant_id = "t";
+    r->user_id = user;
+    assert_int_equal(store_call(s, r), PL_OK);
+    uint64_t h = r->head;
+    store_req_free(r);
+    return h;
+}
+
+static void test_seq_gapless(void **state)
+{
+    store *s = ((fixture *)*state)->s;
+    store_req *r;
+    for (uint64_t i = 1; i <= 3; i++) store_req_free(append_ok(s, "dm:alice:bob", "alice", NULL, AB, i));
+    store_req_free(append_ok(s, "dm:alice:carol", "alice", NULL, AC, 1));
+    store_req_free(append_ok(s, "dm:alice:bob", "bob", NULL, AB, 4));
+    store_req_free(append_ok(s, "dm:alice:carol", "carol", NULL, AC, 2));
+    /* The same conversation id in another tenant is another conversation. */
+    r = st_append(s, "t2", "dm:alice:bob", "alice", "x", NULL, AB);
+    assert_int_equal(r->status, PL_OK);
+    assert_int_equal(r->append.seq, 1);
+    assert_int_equal(r->append.useqs[0], 1);
+    store_req_free(r);
+}
+
+static void test_useqs(void **state)
+{
+    store *s = ((fixture *)*state)->s;
+    store_req *r = append_ok(s, "dm:alice:bob", "alice", NULL, AB, 1);
+    assert_int_equal(r->append.useqs[0], 1);
+    assert_int_equal(r->append.useqs[1], 1);
+    store_req_free(r);
+    r = append_ok(s, "dm:alice:carol", "alice", NULL, AC, 1);
+    assert_int_equal(r->append.useqs[0], 2);
+    assert_int_equal(r->append.useqs[1], 1);
+    store_req_free(r);
+    r = append_ok(s, "g:grp", "bob", NULL, ABC, 1);
+    assert_int_equal(r->append.useqs[0], 3);
+    assert_int_equal(r->append.useqs[1], 2);
+    assert_int_equal(r->append.useqs[2], 2);
+    store_req_free(r);
+    /* A channel message goes to no inbox. */
+    r = append_ok(s, "g:chan", "bob", NULL, NULL, 1);
+    assert_null(r->append.useqs);
+    store_req_free(r);
+    assert_int_equal(inbox_head(s, "alice"), 3);
+    assert_int_equal(inbox_head(s, "bob"), 2);
+    assert_int_equal(inbox_head(s, "carol"), 2);
+    assert_int_equal(inbox_head(s, "dave"), 0);
+}
+
+static void test_dedup(void **state)
+{
+    store *s = ((fixture *)*state)->s;
+    store_req *a = append_ok(s, "dm:alice:bob", "alice", "c1", AB, 1);
+    store_req *b = st_append(s, "t", "dm:alice:bob", "alice", "again", "c1", AB);
+    assert_int_equal(b->status, PL_OK);
+    assert_true(b->append.dup);
+    assert_int_equal(b->append.seq, a->append.seq);
+    assert_int_equal(b->append.ts, a->append.ts);
+    assert_int_equal(b->append.useqs[0], a->append.useqs[0]);
+    assert_int_equal(b->append.useqs[1], a->append.useqs[1]);
+    store_req_free(b);
+    store_req_free(a);
+    /* The dup wrote nothing: the next message is seq 2, inboxes moved by one. */
+    store_req_free(append_ok(s, "dm:alice:bob", "alice", "c2", AB, 2));
+    assert_int_equal(inbox_head(s, "bob"), 2);
+    /* The cmid is scoped to the sender. */
+    store_req_free(append_ok(s, "dm:alice:bob", "bob", "c1", AB, 3));
+    /* No cmid, no dedup. */
+    store_req_free(append_ok(s, "dm:alice:bob", "bob", NULL, AB, 4));
+    store_req_free(append_ok(s, "dm:alice:bob", "bob", "", AB, 5));
+    store_req_free(append_ok(s, "dm:alice:bob", "bob", NULL, AB, 6));
+}
+
+static void test_must_exist(void **state)
+{
+    store *s = ((fixture *)*state)->s;
+    store_req *r = st_append_req("t", "dm:alice:bob", "alice", "hi", "m1", AB);
+    r->append.must_exist = "bob";
+    assert_int_equal(store_call(s, r), PL_NOT_FOUND);
+    assert_int_equal(inbox_head(s, "alice"), 0);
+    assert_int_equal(st_user_create(s, "t", "bob", "Bob"), PL_OK);
+    assert_int_equal(store_call(s, r), PL_OK);
+    assert_int_equal(r->append.seq, 1);
+    assert_false(r->append.dup);
+    store_req_free(r);
+}
+
+/* Several writes in one batch: consecutive seqs, dedup and existence
+ * checks see the writes before them, one batch, one wake-up. */
+static void test_one_batch(void **state)
+{
+    store *s = ((fixture *)*state)->s;
+    store_stats before, after;
+    st_collector c;
+    st_collector_init(&c);
+    store_req *r[7];
+    r[0] = st_append_req("t", "g:x", "alice", "1", "k1", ABC);
+    r[1] = st_append_req("t", "g:x", "bob", "2", "k1", ABC);   /* other sender: not a dup */
+    r[2] = st_append_req("t", "g:x", "alice", "1", "k1", ABC); /* dup of r[0] */
+    r[3] = st_append_req("t", "g:x", "alice", "3", NULL, ABC);
+    r[3]->append.must_exist = "dave"; /* created by r[4], after it: not found */
+    r[4] = store_req_new(STORE_USER_CREATE);
+    r[4]->tenant_id = "t";
+    r[4]->user = arena_alloc(&r[4]->arena, sizeof(*r[4]->user));
+    r[4]->user->id = "dave";
+    r[5] = st_append_req("t", "g:x", "carol", "4", NULL, ABC);
+    r[5]->append.must_exist = "dave";
+    r[6] = store_req_new(STORE_INBOX_HEAD); /* a read: sees the batch */
+    r[6]->tenant_id = "t";
+    r[6]->user_id = "carol";
+
+    store_get_stats(s, &before);
+    store__rdb_hold(s, true);
+    for (int i = 0; i < 7; i++) st_collector_submit(&c, s, r[i]);
+    store__rdb_hold(s, false);
+    st_collector_wait(&c, 7);
+    store_get_stats(s, &after);
+    assert_int_equal(after.batches - before.batches, 1);
+    assert_int_equal(after.writes - before.writes, 6);
+    assert_int_equal(c.wakeups, 1);
+
+    assert_int_equal(r[0]->append.seq, 1);
+    assert_int_equal(r[1]->append.seq, 2);
+    assert_true(r[2]->append.dup);
+    assert_int_equal(r[2]->append.seq, 1);
+    assert_int_equal(r[2]->append.ts, r[0]->append.ts);
+    for (int i = 0; i < 3; i++) assert_int_equal(r[2]->append.useqs[i], r[0]->append.useqs[i]);
+    assert_int_equal(r[3]->status, PL_NOT_FOUND);
+    assert_int_equal(r[4]->status, PL_OK);
+    assert_int_equal(r[5]->status, PL_OK);
+    assert_int_equal(r[5]->append.seq, 3);
+    assert_int_equal(r[0]->append.useqs[2], 1);
+    assert_int_equal(r[1]->append.useqs[2], 2);
+    assert_int_equal(r[5]->append.useqs[2], 3);
+    assert_int_equal(r[6]->status, PL_OK);
+    assert_int_equal(r[6]->head, 3);
+    for (int i = 0; i < 7; i++) store_req_free(r[i]);
+    st_collector_destroy(&c);
+}
+
+static store_req *inbox_read(store *s, const char *user, uint64_t after, uint32_t limit)
+{
+    store_req *r = store_req_new(STORE_INBOX_READ);
+    r->tenant_id = "t";
+    r->user_id = user;
+    r->after = after;
+    r->limit = limit;
+    assert_int_equal(store_call(s, r), PL_OK);
+    return r;
+}
+
+static void test_inbox_read(void **state)
+{
+    store *s = ((fixture *)*state)->s;
+    char text[32], cmid[32];
+    const int n = 1150;
+    for (int i = 1; i <= n; i++) {
+        snprintf(text, sizeof(text), "text %d", i);
+        snprintf(cmid, sizeof(cmid), "c%d", i);
+        const char *conv = i % 2 ? "dm:alice:bob" : "g:grp";
+        store_req *r = st_append(s, "t", conv, "alice", text, cmid, i % 2 ? AB : ABC);
+        assert_int_equal(r->status, PL_OK);
+        store_req_free(r);
+    }
+    /* A default page: 100 entries from useq 1, more to come. */
+    store_req *r = inbox_read(s, "bob", 0, 0);
+    assert_int_equal(r->n_entries, 100);
+    assert_true(r->more);
+    assert_int_equal(r->head, n);
+    for (size_t i = 0; i < r->n_entries; i++) {
+        store_entry *e = &r->entries[i];
+        int k = (int)i + 1;
+        assert_int_equal(e->useq, k);
+        assert_non_null(e->msg);
+        assert_null(e->event);
+        snprintf(text, sizeof(text), "text %d", k);
+        snprintf(cmid, sizeof(cmid), "c%d", k);
+        assert_string_equal(e->msg->text, text);
+        assert_string_equal(e->msg->cmid, cmid);
+        assert_string_equal(e->msg->from, "alice");
+        assert_string_equal(e->msg->conv, k % 2 ? "dm:alice:bob" : "g:grp");
+        assert_int_equal(e->msg->seq, (uint64_t)(k + 1) / 2);
+        assert_int_equal(e->msg->useq, k);
+        assert_true(e->msg->ts > 0);
+    }
+    store_req_free(r);
+
+    /* A big limit is capped at 1000. */
+    r = inbox_read(s, "bob", 100, 5000);
+    assert_int_equal(r->n_entries, 1000);
+    assert_int_equal(r->entries[0].useq, 101);
+    assert_true(r->more);
+    store_req_free(r);
+    r = inbox_read(s, "bob", 1100, 50);
+    assert_int_equal(r->n_entries, 50);
+    assert_int_equal(r->entries[49].useq, 1150);
+    assert_false(r->more);
+    store_req_free(r);
+    r = inbox_read(s, "bob", 1149, 50);
+    assert_int_equal(r->n_entries, 1);
+    assert_false(r->more);
+    store_req_free(r);
+    r = inbox_read(s, "bob", n, 0);
+    assert_int_equal(r->n_entries, 0);
+    assert_false(r->more);
+    assert_int_equal(r->head, n);
+    store_req_free(r);
+    /* Carol got only the group messages. */
+    r = inbox_read(s, "carol", 0, 1000);
+    assert_int_equal(r->n_entries, n / 2);
+    assert_string_equal(r->entries[0].msg->text, "text 2");
+    assert_false(r->more);
+    store_req_free(r);
+    r = inbox_read(s, "nobody", 0, 0);
+    assert_int_equal(r->n_entries, 0);
+    assert_int_equal(r->head, 0);
+    store_req_free(r);
+}
+
+static store_req *history(store *s, const char *conv, uint64_t before, uint32_t limit)
+{
+    store_req *r = store_req_new(STORE_HISTORY);
+    r->tenant_id = "t";
+    r->conv = conv;
+    r->before = before;
+    r->limit = limit;
+    assert_int_equal(store_call(s, r), PL_OK);
+    return r;
+}
+
+static void test_history(void **state)
+{
+    store *s = ((fixture *)*state)->s;
+    char text[32];
+    for (int i = 1; i <= 25; i++) {
+        snprintf(text, sizeof(text), "m%d", i);
+        store_req_free(st_append(s, "t", "g:chan", "bob", text, NULL, NULL));
+        store_req_free(st_append(s, "t", "g:chan2", "bob", text, NULL, NULL));
+    }
+    uint64_t before = 0, want = 25;
+    int pages = 0;
+    for (;;) {
+        store_req *r = history(s, "g:chan", before, 10);
+        pages++;
+        for (size_t i = 0; i < r->n_msgs; i++, want--) {
+            assert_int_equal(r->msgs[i].seq, want);
+            snprintf(text, sizeof(text), "m%d", (int)want);
+            assert_string_equal(r->msgs[i].text, text);
+            assert_string_equal(r->msgs[i].conv, "g:chan");
+            assert_string_equal(r->msgs[i].from, "bob");
+            assert_int_equal(r->msgs[i].useq, 0);
+        }
+        bool more = r->more;
+        if (r->n_msgs) before = r->msgs[r->n_msgs - 1].seq;
+        assert_int_equal(r->n_msgs, pages < 3 ? 10 : 5);
+        store_req_free(r);
+        if (!more) break;
+    }
+    assert_int_equal(pages, 3);
+    assert_int_equal(want, 0);
+    store_req *r = history(s, "g:chan", 1, 10);
+    assert_int_equal(r->n_msgs, 0);
+    assert_false(r->more);
+    store_req_free(r);
+    r = history(s, "g:none", 0, 10);
+    assert_int_equal(r->n_msgs, 0);
+    store_req_free(r);
+}
+
+static uint64_t read_set(store *s, const char *user, const char *conv, uint64_t seq)
+{
+    store_req *r = store_req_new(STORE_READ_SET);
+    r->tenant_id = "t";
+    r->user_id = user;
+    r->event = arena_alloc(&r->arena, sizeof(*r->event));
+    r->event->kind = "read";
+    r->event->conv = conv;
+    r->event->seq = seq;
+    r->event->user = user;
+    assert_int_equal(store_call(s, r), PL_OK);
+    uint64_t useq = r->useqs[0];
+    store_req_free(r);
+    return useq;
+}
+
+static uint64_t read_get(store *s, const char *user, const char *conv)
+{
+    store_req *r = store_req_new(STORE_READ_GET);
+    r->tenant_id = "t";
+    r->user_id = user;
+    r->conv = conv;
+    assert_int_equal(store_call(s, r), PL_OK);
+    uint64_t h = r->head;
+    store_req_free(r);
+    return h;
+}
+
+static void test_read_set(void **state)
+{
+    store *s = ((fixture *)*state)->s;
+    store_req_free(append_ok(s, "dm:alice:bob", "alice", NULL, AB, 1));
+    assert_int_equal(read_get(s, "bob", "dm:alice:bob"), 0);
+    assert_int_equal(read_set(s, "bob", "dm:alice:bob", 5), 2);
+    assert_int_equal(read_get(s, "bob", "dm:alice:bob"), 5);
+    assert_int_equal(read_set(s, "bob", "dm:alice:bob", 3), 0); /* never lowers */
+    assert_int_equal(read_set(s, "bob", "dm:alice:bob", 5), 0);
+    assert_int_equal(read_get(s, "bob", "dm:alice:bob"), 5);
+    assert_int_equal(read_set(s, "bob", "dm:alice:bob", 7), 3);
+    assert_int_equal(read_get(s, "bob", "dm:alice:bob"), 7);
+    assert_int_equal(read_get(s, "alice", "dm:alice:bob"), 0);
+    assert_int_equal(read_get(s, "bob", "g:other"), 0);
+    assert_int_equal(inbox_head(s, "bob"), 3);
+
+    store_req *r = inbox_read(s, "bob", 1, 0);
+    assert_int_equal(r->n_entries, 2);
+    assert_null(r->entries[0].msg);
+    assert_non_null(r->entries[0].event);
+    assert_string_equal(r->entries[0].event->kind, "read");
+    assert_string_equal(r->entries[0].event->conv, "dm:alice:bob");
+    assert_int_equal(r->entries[0].event->seq, 5);
+    assert_string_equal(r->entries[0].event->user, "bob");
+    assert_true(r->entries[0].event->ts > 0);
+    assert_int_equal(r->entries[1].event->seq, 7);
+    store_req_free(r);
+}
+
+static void test_event_append(void **state)
+{
+    store *s = ((fixture *)*state)->s;
+    store_req_free(append_ok(s, "dm:alice:bob", "alice", NULL, AB, 1));
+    store_req *r = store_req_new(STORE_EVENT_APPEND);
+    r->tenant_id = "t";
+    r->users = ABC;
+    r->n_users = 3;
+    r->event = arena_alloc(&r->arena, sizeof(*r->event));
+    r->event->kind = "group_joined";
+    r->event->group = "grp";
+    r->event->user = "carol";
+    assert_int_equal(store_call(s, r), PL_OK);
+    assert_int_equal(r->useqs[0], 2);
+    assert_int_equal(r->useqs[1], 2);
+    assert_int_equal(r->useqs[2], 1);
+    store_req_free(r);
+
+    r = inbox_read(s, "alice", 0, 0);
+    assert_int_equal(r->n_entries, 2);
+    assert_non_null(r->entries[0].msg);
+    assert_non_null(r->entries[1].event);
+    assert_string_equal(r->entries[1].event->kind, "group_joined");
+    assert_string_equal(r->entries[1].event->group, "grp");
+    assert_string_equal(r->entries[1].event->user, "carol");
+    assert_null(r->entries[1].event->conv);
+    assert_int_equal(r->entries[1].useq, 2);
+    store_req_free(r);
+
+    r = store_req_new(STORE_EVENT_APPEND); /* no event: rejected */
+    r->tenant_id = "t";
+    r->users = ABC;
+    r->n_users = 3;
+    assert_int_equal(store_call(s, r), PL_BAD_REQUEST);
+    store_req_free(r);
+    assert_int_equal(inbox_head(s, "carol"), 1);
+}
+
+static void test_bad_appends(void **state)
+{
+    store *s = ((fixture *)*state)->s;
+    const char *bad_rcpt[] = {"alice", "", NULL};
+    store_req *r = st_append(s, "t", "dm:alice:bob", "alice", "x", NULL, bad_rcpt);
+    assert_int_equal(r->status, PL_BAD_REQUEST);
+    store_req_free(r);
+    r = st_append(s, "t", "", "alice", "x", NULL, AB);
+    assert_int_equal(r->status, PL_BAD_REQUEST);
+    store_req_free(r);
+    r = st_append(s, "t", "dm:alice:bob", NULL, "x", NULL, AB);
+    assert_int_equal(r->status, PL_BAD_REQUEST);
+    store_req_free(r);
+    /* Nothing was numbered. */
+    store_req_free(append_ok(s, "dm:alice:bob", "alice", NULL, AB, 1));
+    assert_int_equal(inbox_head(s, "alice"), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_seq_gapless, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_useqs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_must_exist, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inbox_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_set, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_append, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_appends, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
