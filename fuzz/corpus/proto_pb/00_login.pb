@@ -1,0 +1,1 @@
+R"alicesecret"default*web2d-1

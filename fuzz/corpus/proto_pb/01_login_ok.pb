@@ -1,0 +1,2 @@
+Z
+alices1x �̰ժ3*default

@@ -1,0 +1,2 @@
+’(
+dm:alice:bob+"alice*hi0üÌ°Õª3:a1

@@ -1,0 +1,2 @@
+â
+rate_limited	slow down 
