@@ -128,6 +128,11 @@ typedef struct net_config {
  * in use...) writes a one-line reason into err and returns non-zero. */
 int net_start(net **out, const net_config *cfg, const net_callbacks *cb, char *err, size_t errlen);
 
+/* The bound ports (useful with port 0, where the kernel picks one); 0 for
+ * the TCP port when there is no TCP listener. */
+int net_http_port(const net *n);
+int net_tcp_port(const net *n);
+
 /* The main thread's libuv loop (uv_loop_t *), for signals and timers. */
 void *net_main_loop(net *n);
 
