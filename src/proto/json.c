@@ -380,35 +380,55 @@ pl_status proto__json_decode(const ProtobufCMessageDescriptor *d, const uint8_t 
 
 /* ---- encode ---- */
 
-/* Bytes that need escaping inside a JSON string: control characters, '"'
- * and '\\'. */
-static inline bool needs_escape(unsigned char ch) { return ch < 0x20 || ch == '"' || ch == '\\'; }
+/* Room for n more bytes at the end of o: the common case, enough room
+ * already, is one comparison. */
+static inline uint8_t *room(buf *o, size_t n)
+{
+    if (o->cap - o->len < n) buf_reserve(o, n);
+    return o->data + o->len;
+}
+
+/* 1 for the bytes that must be escaped inside a JSON string: control
+ * characters, '"' and '\\'. */
+static const uint8_t escape_table[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['"'] = 1, ['\\'] = 1,
+};
 
 static void put_string(buf *o, const char *s)
 {
     size_t n = strlen(s);
-    buf_reserve(o, n + 2);
-    o->data[o->len++] = '"';
-    const char *run = s;
-    for (const char *p = s; *p; p++) {
-        unsigned char ch = (unsigned char)*p;
-        if (!needs_escape(ch)) continue;
-        buf_append(o, run, (size_t)(p - run));
-        run = p + 1;
-        if (ch == '"') {
-            buf_append(o, "\\\"", 2);
-        } else if (ch == '\\') {
-            buf_append(o, "\\\\", 2);
+    /* Enough for the string without escapes and both quotes; escapes grow
+     * the buf as they come. */
+    uint8_t *p = room(o, n + 2);
+    *p = '"';
+    o->len++;
+    const uint8_t *u = (const uint8_t *)s, *run = u, *end = u + n;
+    for (const uint8_t *q = u; q < end; q++) {
+        if (!escape_table[*q]) continue;
+        size_t k = (size_t)(q - run);
+        p = room(o, k + 6 + (size_t)(end - q));
+        memcpy(p, run, k);
+        p += k;
+        *p++ = '\\';
+        if (*q == '"' || *q == '\\') {
+            *p++ = *q;
         } else {
             static const char hex[] = "0123456789abcdef";
-            char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
-            buf_append(o, e, 6);
+            *p++ = 'u';
+            *p++ = '0';
+            *p++ = '0';
+            *p++ = (uint8_t)hex[*q >> 4];
+            *p++ = (uint8_t)hex[*q & 15];
         }
+        o->len = (size_t)(p - o->data);
+        run = q + 1;
     }
-    buf_reserve(o, (size_t)(s + n - run) + 1);
-    memcpy(o->data + o->len, run, (size_t)(s + n - run));
-    o->len += (size_t)(s + n - run);
-    o->data[o->len++] = '"';
+    size_t k = (size_t)(end - run);
+    p = room(o, k + 1);
+    memcpy(p, run, k);
+    p[k] = '"';
+    o->len += k + 1;
 }
 
 static void put_u64(buf *o, uint64_t v)
@@ -419,24 +439,39 @@ static void put_u64(buf *o, uint64_t v)
         tmp[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    buf_append(o, tmp + i, sizeof tmp - i);
+    size_t n = sizeof tmp - i;
+    memcpy(room(o, n), tmp + i, n);
+    o->len += n;
 }
 
 static void put_i64(buf *o, int64_t v)
 {
     if (v < 0) {
-        buf_appendc(o, '-');
+        *room(o, 1) = '-';
+        o->len++;
         put_u64(o, (uint64_t)0 - (uint64_t)v);
     } else {
         put_u64(o, (uint64_t)v);
     }
 }
 
+static inline void put_raw(buf *o, const char *s, size_t n)
+{
+    memcpy(room(o, n), s, n);
+    o->len += n;
+}
+
+static inline void put_char(buf *o, char c)
+{
+    *room(o, 1) = (uint8_t)c;
+    o->len++;
+}
+
 /* The shortest %g form that reads back as the same value. */
 static void put_real(buf *o, double v, bool single)
 {
     if (!isfinite(v)) {
-        buf_append(o, "null", 4);
+        put_raw(o, "null", 4);
         return;
     }
     char tmp[40];
@@ -445,7 +480,7 @@ static void put_real(buf *o, double v, bool single)
         snprintf(tmp, sizeof tmp, "%.*g", prec, v);
         if (single ? strtof(tmp, NULL) == (float)v : strtod(tmp, NULL) == v) break;
     }
-    buf_appends(o, tmp);
+    put_raw(o, tmp, strlen(tmp));
 }
 
 static void enc_message(buf *o, const ProtobufCMessage *m);
@@ -480,9 +515,9 @@ static void enc_value(buf *o, const ProtobufCFieldDescriptor *f, const void *p)
         return;
     case PROTOBUF_C_TYPE_BOOL:
         if (*(const protobuf_c_boolean *)p)
-            buf_append(o, "true", 4);
+            put_raw(o, "true", 4);
         else
-            buf_append(o, "false", 5);
+            put_raw(o, "false", 5);
         return;
     case PROTOBUF_C_TYPE_ENUM: {
         int v = *(const int *)p;
@@ -500,9 +535,9 @@ static void enc_value(buf *o, const ProtobufCFieldDescriptor *f, const void *p)
     }
     case PROTOBUF_C_TYPE_BYTES: {
         const ProtobufCBinaryData *bd = p;
-        buf_appendc(o, '"');
+        put_char(o, '"');
         if (bd->len) b64_encode(o, bd->data, bd->len);
-        buf_appendc(o, '"');
+        put_char(o, '"');
         return;
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
@@ -510,18 +545,18 @@ static void enc_value(buf *o, const ProtobufCFieldDescriptor *f, const void *p)
         if (sub)
             enc_message(o, sub);
         else
-            buf_append(o, "{}", 2);
+            put_raw(o, "{}", 2);
         return;
     }
     }
 }
 
-/* Write `,"name":` (without the comma for the first key). */
+/* Write `,"name":` (without the comma for the first key).  Field names are
+ * identifiers: nothing to escape. */
 static void put_key(buf *o, const char *name, bool first)
 {
     size_t n = strlen(name);
-    buf_reserve(o, n + 4);
-    uint8_t *p = o->data + o->len;
+    uint8_t *p = room(o, n + 4);
     if (!first) *p++ = ',';
     *p++ = '"';
     memcpy(p, name, n);
@@ -531,12 +566,27 @@ static void put_key(buf *o, const char *name, bool first)
     o->len = (size_t)(p - o->data);
 }
 
+/* Whether non-repeated field f of the message at base is set: the common
+ * cases inline, the rest by proto__present. */
+static inline bool present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+    const char *base = (const char *)m;
+    if (f->label == PROTOBUF_C_LABEL_OPTIONAL && !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)) {
+        if (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE) {
+            const void *q = *(void *const *)(base + f->offset);
+            return q && q != f->default_value;
+        }
+        return *(const protobuf_c_boolean *)(base + f->quantifier_offset) != 0;
+    }
+    return proto__present(m, f);
+}
+
 static void enc_message(buf *o, const ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     const char *base = (const char *)m;
     bool first = true;
-    buf_appendc(o, '{');
+    put_char(o, '{');
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
@@ -546,20 +596,20 @@ static void enc_message(buf *o, const ProtobufCMessage *m)
             size_t es = proto__elem_size(f->type);
             put_key(o, f->name, first);
             first = false;
-            buf_appendc(o, '[');
+            put_char(o, '[');
             for (size_t j = 0; j < n; j++) {
-                if (j) buf_appendc(o, ',');
+                if (j) put_char(o, ',');
                 enc_value(o, f, arr + j * es);
             }
-            buf_appendc(o, ']');
+            put_char(o, ']');
             continue;
         }
-        if (!proto__present(m, f)) continue;
+        if (!present(m, f)) continue;
         put_key(o, f->name, first);
         first = false;
         enc_value(o, f, base + f->offset);
     }
-    buf_appendc(o, '}');
+    put_char(o, '}');
 }
 
 void proto__json_encode(const ProtobufCMessage *m, buf *out) { enc_message(out, m); }
