@@ -25,6 +25,15 @@
 #define STORE__LAYOUT_VERSION 1
 
 typedef struct store__ctr store__ctr;
+typedef struct store__ov store__ov;
+
+/* A staged write: key and value live in the scratch arena. */
+typedef struct store__op {
+    const char *key, *val;
+    size_t klen, vlen;
+    size_t order;                  /* staging order, to keep the sort stable */
+    bool del;
+} store__op;
 
 typedef struct store__group {
     mailbox *mb;
@@ -42,7 +51,7 @@ typedef struct store__rdb {
     rocksdb_writeoptions_t *wo;    /* batches: synced if cfg->sync */
     rocksdb_writeoptions_t *wo_lazy; /* housekeeping (purges): not synced */
     rocksdb_readoptions_t *ro;     /* point reads */
-    rocksdb_writebatch_wi_t *wb;   /* the batch being built */
+    rocksdb_writebatch_t *wb;      /* the batch handed to RocksDB */
 
     /* Hand-over from submitters: guarded by mu. */
     mailbox in;
@@ -53,6 +62,9 @@ typedef struct store__rdb {
 
     /* Store thread only. */
     arena scratch;                 /* keys, values, decodes of one batch */
+    store__ov *overlay;            /* what the batch staged, by key (uthash) */
+    store__op *ops;                /* the batch's staged writes */
+    size_t n_ops, ops_cap;
     uint64_t now;                  /* ts of the batch being executed */
     uint64_t last_ts;
     bool failing;                  /* the last batch write failed */
@@ -83,7 +95,8 @@ ProtobufCAllocator store__allocator(arena *a);
 
 /*
  * Point read of a record, decoded into arena a.  through_batch also sees
- * what the batch being built wrote.  Returns 1 and *out if found, 0 if
+ * what the batch being built staged (for the families rocksdb.c keeps in
+ * its batch overlay: tenants, users, dedup entries, read positions).  Returns 1 and *out if found, 0 if
  * not, -1 with r failed (PL_UNAVAILABLE or PL_INTERNAL) on error.
  */
 int store__get(store__rdb *s, store_req *r, bool through_batch, const store__key *k,

@@ -591,7 +591,7 @@ static void op_user_search(store__rdb *s, store_req *r)
         return;
     }
     char **cand = (char **)ids.p;
-    qsort(cand, ids.n, sizeof(*cand), cmp_str);
+    if (ids.n > 1) qsort(cand, ids.n, sizeof(*cand), cmp_str);
 
     vec out = {.size = sizeof(store_user)};
     size_t qlen = strlen(q);

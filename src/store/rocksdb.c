@@ -9,8 +9,9 @@
  * (store__rdb_batch):
  *
  *     take ──> writes: validate, read through the batch, stage into ONE
- *              write batch (with index, so later writes of the batch see
- *              earlier ones: consecutive seqs, dedup, conflicts)
+ *              write batch; later writes of the batch see earlier ones
+ *              (consecutive seqs from the counter cache; dedup entries,
+ *              users, tenants, read positions from the batch overlay)
  *          ──> one rocksdb write, WAL synced (cfg->sync)
  *          ──> reads: against the committed state
  *          ──> completions: one chain per reply_to mailbox
@@ -80,6 +81,50 @@ struct store__ctr {
     char key[];
 };
 
+/*
+ * The batch overlay: the latest value the batch being built staged for
+ * each key of a family that writes read back (tenants, users, dedup
+ * entries, read positions), so later writes of the batch see it.  Entries
+ * live in the scratch arena; the table is cleared after every batch.
+ * Messages and inbox entries are never read back: their numbers come from
+ * the counter cache.
+ */
+struct store__ov {
+    UT_hash_handle hh;
+    const char *val;           /* NULL: deleted */
+    size_t vlen;
+    size_t klen;
+    char key[];
+};
+
+static bool store__readback(const store__key *k)
+{
+    switch (k->b[0]) {
+    case STORE__K_TENANT:
+    case STORE__K_USER:
+    case STORE__K_DEDUP:
+    case STORE__K_READ:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void store__ov_set(store__rdb *s, const store__key *k, const char *v, size_t n)
+{
+    if (!store__readback(k)) return;
+    store__ov *o = NULL;
+    HASH_FIND(hh, s->overlay, k->b, k->len, o);
+    if (!o) {
+        o = arena_alloc(&s->scratch, sizeof(*o) + k->len);
+        memcpy(o->key, k->b, k->len);
+        o->klen = k->len;
+        HASH_ADD_KEYPTR(hh, s->overlay, o->key, o->klen, o);
+    }
+    o->val = v ? arena_memdup(&s->scratch, v, n ? n : 1) : NULL;
+    o->vlen = n;
+}
+
 /* ---- small helpers ---- */
 
 void store__fail(store_req *r, pl_status st, const char *fmt, ...)
@@ -108,15 +153,29 @@ ProtobufCAllocator store__allocator(arena *a)
 
 /* ---- reads and staged writes ---- */
 
+static void *store__decode(store_req *r, const ProtobufCMessageDescriptor *d, arena *a,
+                           const char *v, size_t n)
+{
+    ProtobufCAllocator al = store__allocator(a);
+    void *m = protobuf_c_message_unpack(d, &al, n, (const uint8_t *)v);
+    if (!m) store__fail(r, PL_INTERNAL, "corrupt %s record", d->short_name);
+    return m;
+}
+
 int store__get(store__rdb *s, store_req *r, bool through_batch, const store__key *k,
                const ProtobufCMessageDescriptor *d, arena *a, void **out)
 {
+    if (through_batch && s->overlay) {
+        store__ov *o = NULL;
+        HASH_FIND(hh, s->overlay, k->b, k->len, o);
+        if (o) {
+            if (!o->val) return 0;
+            return (*out = store__decode(r, d, a, o->val, o->vlen)) ? 1 : -1;
+        }
+    }
     char *err = NULL;
     size_t n = 0;
-    char *v = through_batch
-                  ? rocksdb_writebatch_wi_get_from_batch_and_db(s->wb, s->db, s->ro, k->b, k->len,
-                                                                &n, &err)
-                  : rocksdb_get(s->db, s->ro, k->b, k->len, &n, &err);
+    char *v = rocksdb_get(s->db, s->ro, k->b, k->len, &n, &err);
     if (err) {
         store__oneline(err);
         store__fail(r, PL_UNAVAILABLE, "read: %s", err);
@@ -124,14 +183,9 @@ int store__get(store__rdb *s, store_req *r, bool through_batch, const store__key
         return -1;
     }
     if (!v) return 0;
-    ProtobufCAllocator al = store__allocator(a);
-    *out = protobuf_c_message_unpack(d, &al, n, (const uint8_t *)v);
+    *out = store__decode(r, d, a, v, n);
     rocksdb_free(v);
-    if (!*out) {
-        store__fail(r, PL_INTERNAL, "corrupt %s record", d->short_name);
-        return -1;
-    }
-    return 1;
+    return *out ? 1 : -1;
 }
 
 void store__put(store__rdb *s, const store__key *k, const void *msg)
@@ -140,17 +194,63 @@ void store__put(store__rdb *s, const store__key *k, const void *msg)
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t *v = arena_alloc(&s->scratch, n ? n : 1);
     protobuf_c_message_pack(m, v);
-    rocksdb_writebatch_wi_put(s->wb, k->b, k->len, (const char *)v, n);
+    store__put_raw(s, k, (const char *)v, n);
+}
+
+/*
+ * Staged writes are kept as a list and handed to RocksDB sorted by key:
+ * the memtable inserts a run of ascending keys far faster than random ones
+ * (its skip list reuses the previous insert position), and the batch's
+ * keys are otherwise scattered over conversations and inboxes.  The sort
+ * is stable on the staging order, so of two writes to one key the later
+ * still wins.
+ */
+static void store__stage(store__rdb *s, const store__key *k, const char *v, size_t n, bool del)
+{
+    if (s->n_ops == s->ops_cap) {
+        s->ops_cap = s->ops_cap ? 2 * s->ops_cap : 1024;
+        s->ops = pl_realloc(s->ops, s->ops_cap * sizeof(*s->ops));
+    }
+    store__op *op = &s->ops[s->n_ops];
+    op->key = arena_memdup(&s->scratch, k->b, k->len);
+    op->klen = k->len;
+    op->val = v;
+    op->vlen = n;
+    op->order = s->n_ops++;
+    op->del = del;
+}
+
+static int store__op_cmp(const void *a, const void *b)
+{
+    const store__op *x = a, *y = b;
+    int c = memcmp(x->key, y->key, x->klen < y->klen ? x->klen : y->klen);
+    if (c) return c;
+    if (x->klen != y->klen) return x->klen < y->klen ? -1 : 1;
+    return x->order < y->order ? -1 : 1;
+}
+
+/* Fill the write batch from the staged writes, in key order. */
+static void store__fill_batch(store__rdb *s)
+{
+    rocksdb_writebatch_clear(s->wb);
+    if (s->n_ops > 1) qsort(s->ops, s->n_ops, sizeof(*s->ops), store__op_cmp);
+    for (size_t i = 0; i < s->n_ops; i++) {
+        store__op *op = &s->ops[i];
+        if (op->del) rocksdb_writebatch_delete(s->wb, op->key, op->klen);
+        else rocksdb_writebatch_put(s->wb, op->key, op->klen, op->val, op->vlen);
+    }
 }
 
 void store__put_raw(store__rdb *s, const store__key *k, const char *v, size_t n)
 {
-    rocksdb_writebatch_wi_put(s->wb, k->b, k->len, v, n);
+    store__stage(s, k, v ? v : "", n, false);
+    store__ov_set(s, k, v ? v : "", n);
 }
 
 void store__del(store__rdb *s, const store__key *k)
 {
-    rocksdb_writebatch_wi_delete(s->wb, k->b, k->len);
+    store__stage(s, k, NULL, 0, true);
+    store__ov_set(s, k, NULL, 0);
 }
 
 void store__iter_open(store__rdb *s, store__iter *it, const store__key *lo, const store__key *hi)
@@ -306,7 +406,7 @@ static void store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
         store__rdb_fail_all(reqs, n);
         goto post;
     }
-    rocksdb_writebatch_wi_clear(s->wb);
+    s->n_ops = 0;
     for (size_t i = 0; i < n; i++) {
         if (!store__is_write(reqs[i]->op)) continue;
         store__exec_write(s, reqs[i]);
@@ -314,8 +414,10 @@ static void store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
     }
     if (nw) {
         char *err = NULL;
-        if (rocksdb_writebatch_wi_count(s->wb) > 0)
-            rocksdb_write_writebatch_wi(s->db, s->wo, s->wb, &err);
+        if (s->n_ops > 0) {
+            store__fill_batch(s);
+            rocksdb_write(s->db, s->wo, s->wb, &err);
+        }
         atomic_fetch_add_explicit(&s->st_batches, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->st_writes, nw, memory_order_relaxed);
         if (err) {
@@ -343,6 +445,7 @@ static void store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
     }
     atomic_fetch_add_explicit(&s->st_reads, nr, memory_order_relaxed);
     store__ctr_evict(s);
+    HASH_CLEAR(hh, s->overlay);
     arena_free(&s->scratch);
 
 post:
@@ -415,7 +518,7 @@ void store__rdb_hold(store *base, bool hold)
 static void store__rdb_free(store__rdb *s)
 {
     if (s->db) rocksdb_close(s->db);
-    if (s->wb) rocksdb_writebatch_wi_destroy(s->wb);
+    if (s->wb) rocksdb_writebatch_destroy(s->wb);
     if (s->wo) rocksdb_writeoptions_destroy(s->wo);
     if (s->wo_lazy) rocksdb_writeoptions_destroy(s->wo_lazy);
     if (s->ro) rocksdb_readoptions_destroy(s->ro);
@@ -424,6 +527,7 @@ static void store__rdb_free(store__rdb *s)
     store__ctr_drop_all(s);
     arena_free(&s->scratch);
     pl_free(s->reqs);
+    pl_free(s->ops);
     pl_free(s->groups);
     pl_free(s->path);
     pl_free(s);
@@ -541,7 +645,7 @@ static int store__rdb_open(store **out, const store_config *cfg, char *err, size
     rocksdb_writeoptions_set_sync(s->wo, cfg->sync ? 1 : 0);
     s->wo_lazy = rocksdb_writeoptions_create();
     s->ro = rocksdb_readoptions_create();
-    s->wb = rocksdb_writebatch_wi_create(0, 1);
+    s->wb = rocksdb_writebatch_create();
     if (store__rdb_check_version(s, err, errlen)) {
         store__rdb_free(s);
         return -1;

@@ -1,0 +1,128 @@
+/*
+ * test_throughput.c - how fast the embedded store appends 1:1 messages.
+ *
+ * Not a timed assertion: it appends PARLEY_STORE_BENCH_MSGS messages
+ * (default 100,000) between 1,000 users, each talking to 10 others (10,000
+ * conversations), every message with a cmid and two inbox entries, synced
+ * group commit as configured by default.  Requests are kept in flight in a
+ * window of 4,000 so the store thread always finds a full batch waiting.
+ * Prints messages/s and the average batch size, then checks that every
+ * conversation and inbox was numbered gaplessly.
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "core/clock.h"
+#include "store_test.h"
+
+#define USERS 1000
+#define PARTNERS 10
+#define WINDOW 4000
+
+typedef struct bench {
+    st_collector c;
+    uint64_t *conv_last;   /* per conversation index: highest seq seen */
+    uint64_t *inbox_last;  /* per user: highest useq seen */
+    size_t errors;
+} bench;
+
+static void bench_done(store_req *r)
+{
+    bench *b = r->udata;
+    b->c.done++;
+    if (r->status != PL_OK || r->append.dup) {
+        b->errors++;
+    } else {
+        size_t conv = (size_t)r->udata2, from = conv / PARTNERS;
+        size_t to = (from + 1 + conv % PARTNERS) % USERS;
+        /* One submitter's requests run and complete in order, so every
+         * conversation and inbox number is the previous one plus one. */
+        if (r->append.seq != ++b->conv_last[conv]) b->errors++;
+        if (r->append.useqs[0] != ++b->inbox_last[from]) b->errors++;
+        if (r->append.useqs[1] != ++b->inbox_last[to]) b->errors++;
+    }
+    store_req_free(r);
+}
+
+static store_req *make(size_t i)
+{
+    size_t conv = i % (USERS * PARTNERS);
+    size_t from = conv / PARTNERS, to = (from + 1 + conv % PARTNERS) % USERS;
+    store_req *r = store_req_new(STORE_MSG_APPEND);
+    char a[16], b[16], buf[64];
+    snprintf(a, sizeof(a), "u%04zu", from);
+    snprintf(b, sizeof(b), "u%04zu", to);
+    const char **rcpt = arena_alloc(&r->arena, 2 * sizeof(*rcpt));
+    rcpt[0] = arena_strdup(&r->arena, a);
+    rcpt[1] = arena_strdup(&r->arena, b);
+    snprintf(buf, sizeof(buf), "dm:%s:%s", strcmp(a, b) < 0 ? a : b, strcmp(a, b) < 0 ? b : a);
+    r->tenant_id = "default";
+    r->append.conv = arena_strdup(&r->arena, buf);
+    r->append.from = rcpt[0];
+    r->append.text = "a message of about the length people type, maybe a bit longer than that";
+    snprintf(buf, sizeof(buf), "cm-%zu", i);
+    r->append.cmid = arena_strdup(&r->arena, buf);
+    r->append.rcpt = rcpt;
+    r->append.n_rcpt = 2;
+    r->udata2 = conv;
+    return r;
+}
+
+static void test_throughput(void **state)
+{
+    (void)state;
+    const char *env = getenv("PARLEY_STORE_BENCH_MSGS");
+    size_t n = env ? (size_t)strtoull(env, NULL, 10) : 100000;
+    char *dir = st_dir_new();
+    store *s = st_open(dir);
+    bench b = {0};
+    st_collector_init(&b.c);
+    b.conv_last = pl_calloc(USERS * PARTNERS, sizeof(uint64_t));
+    b.inbox_last = pl_calloc(USERS, sizeof(uint64_t));
+
+    store_stats before, after;
+    store_get_stats(s, &before);
+    uint64_t t0 = clock_mono_ns();
+    size_t submitted = 0;
+    while (b.c.done < n) {
+        while (submitted < n && submitted - b.c.done < WINDOW) {
+            store_req *r = make(submitted++);
+            r->reply_to = &b.c.mb;
+            r->done = bench_done;
+            r->udata = &b;
+            store_submit(s, r);
+        }
+        st_collector_wait(&b.c, b.c.done + 1);
+    }
+    uint64_t t1 = clock_mono_ns();
+    store_get_stats(s, &after);
+    double secs = (double)(t1 - t0) / 1e9;
+    uint64_t batches = after.batches - before.batches;
+    printf("# %zu messages (2 inbox entries each) in %.2f s: %.0f messages/s, %llu batches, "
+           "%.0f messages per batch\n",
+           n, secs, (double)n / secs, (unsigned long long)batches,
+           batches ? (double)n / (double)batches : 0.0);
+    assert_int_equal(b.errors, 0);
+    uint64_t total = 0;
+    for (size_t i = 0; i < USERS * PARTNERS; i++) total += b.conv_last[i];
+    assert_int_equal(total, n);
+
+    pl_free(b.conv_last);
+    pl_free(b.inbox_last);
+    st_collector_destroy(&b.c);
+    store_close(s);
+    st_dir_free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_throughput),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
