@@ -1,11 +1,13 @@
 /*
  * codec.c - the entry points of the codec and its protobuf half (see codec.h).
  *
- * Decoding protobuf is protobuf-c's protobuf_c_message_unpack with an
- * allocator over core/mem.h, followed by one generic walk over the decoded
- * message (pb_check) that enforces what protobuf-c does not: valid UTF-8 in
- * every string, a bounded nesting depth, 64-bit integers below 2^53, finite
- * floats; the same walk drops unknown fields.  When unpack fails, a second
+ * Decoding protobuf is a quick structural pass that bounds the nesting
+ * depth (pb_too_deep: protobuf-c has no bound of its own, which matters as
+ * soon as a message can contain itself), protobuf-c's
+ * protobuf_c_message_unpack with an allocator over core/mem.h, and one
+ * generic walk over the decoded message (pb_check) that enforces what
+ * protobuf-c does not: valid UTF-8 in every string, 64-bit integers below
+ * 2^53, finite floats; the same walk drops unknown fields.  When unpack fails, a second
  * pass over the bytes (pb_diagnose) finds out why, so that the error names
  * the field; it only runs on that error path.
  *
@@ -126,7 +128,7 @@ pl_status proto__fail(proto__ctx *c, const ProtobufCMessageDescriptor *d,
 
 /* ---- presence ---- */
 
-static bool zeroish(const ProtobufCFieldDescriptor *f, const void *p)
+int proto__zeroish(const ProtobufCFieldDescriptor *f, const void *p)
 {
     switch (f->type) {
     case PROTOBUF_C_TYPE_BOOL:
@@ -158,35 +160,6 @@ static bool zeroish(const ProtobufCFieldDescriptor *f, const void *p)
         return *(void *const *)p == NULL;
     }
     return true;
-}
-
-int proto__present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
-{
-    const char *base = (const char *)m;
-    const void *p = base + f->offset;
-    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-        if (*(const uint32_t *)(base + f->quantifier_offset) != f->id) return 0;
-        if (f->type == PROTOBUF_C_TYPE_STRING) {
-            const char *s = *(char *const *)p;
-            return s && s != f->default_value;
-        }
-        return 1;
-    }
-    switch (f->label) {
-    case PROTOBUF_C_LABEL_REQUIRED:
-        return 1;
-    case PROTOBUF_C_LABEL_OPTIONAL:
-        if (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE) {
-            const void *q = *(void *const *)p;
-            return q && q != f->default_value;
-        }
-        return *(const protobuf_c_boolean *)(base + f->quantifier_offset) != 0;
-    case PROTOBUF_C_LABEL_NONE:
-        return !zeroish(f, p);
-    case PROTOBUF_C_LABEL_REPEATED:
-        return *(const size_t *)(base + f->quantifier_offset) != 0;
-    }
-    return 0;
 }
 
 /* ---- protobuf decode: the checks after unpack ---- */
@@ -357,6 +330,49 @@ static unsigned wire_type_of(ProtobufCType t)
     }
 }
 
+/* Whether the message p[0..len) of type d, itself at depth `depth`, nests
+ * messages deeper than PROTO_MAX_DEPTH.  protobuf-c recurses into nested
+ * messages without a limit of its own, so this runs before unpack; it only
+ * follows the structure (a few instructions per field, no allocation) and
+ * leaves anything malformed for unpack to reject. */
+static bool pb_too_deep(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
+                        unsigned depth)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint64_t tag, n;
+        if (!read_varint(p, len, &i, &tag)) return false;
+        switch (tag & 7) {
+        case PROTOBUF_C_WIRE_TYPE_VARINT:
+            if (!read_varint(p, len, &i, &n)) return false;
+            break;
+        case PROTOBUF_C_WIRE_TYPE_64BIT:
+            if (len - i < 8) return false;
+            i += 8;
+            break;
+        case PROTOBUF_C_WIRE_TYPE_32BIT:
+            if (len - i < 4) return false;
+            i += 4;
+            break;
+        case PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED: {
+            if (!read_varint(p, len, &i, &n) || n > len - i) return false;
+            uint64_t num = tag >> 3;
+            const ProtobufCFieldDescriptor *f =
+                num <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)num) : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                if (depth >= PROTO_MAX_DEPTH) return true;
+                if (pb_too_deep(f->descriptor, p + i, (size_t)n, depth + 1)) return true;
+            }
+            i += (size_t)n;
+            break;
+        }
+        default:
+            return false;
+        }
+    }
+    return false;
+}
+
 /* Report a problem found by pb_diagnose with field f (NULL for an unknown
  * field) of d. */
 static void dfail(proto__ctx *c, const ProtobufCMessageDescriptor *d,
@@ -488,10 +504,11 @@ pl_status proto_decode(const ProtobufCMessageDescriptor *d, proto_enc enc, const
         return PL_BAD_REQUEST;
     }
     static const uint8_t none[1];
-    ProtobufCMessage *m =
-        protobuf_c_message_unpack(d, &proto__allocator, len, data ? data : none);
-    if (!m) {
-        if (!pb_diagnose(&c, d, data ? data : none, len, 0))
+    if (!data) data = none;
+    ProtobufCMessage *m = NULL;
+    if (pb_too_deep(d, data, len, 1) ||
+        !(m = protobuf_c_message_unpack(d, &proto__allocator, len, data))) {
+        if (!pb_diagnose(&c, d, data, len, 0))
             proto__errf(err, errlen, "invalid protobuf: not a valid %s", d->short_name);
         return PL_BAD_REQUEST;
     }

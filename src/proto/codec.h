@@ -126,10 +126,41 @@ pl_status proto__fail(proto__ctx *c, const ProtobufCMessageDescriptor *d,
 void proto__errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Whether the value at p of a field without presence (proto3) is zero. */
+int proto__zeroish(const ProtobufCFieldDescriptor *f, const void *p);
+
 /* Whether a non-repeated field of m is set, by the same rules protobuf-c
  * uses to decide what to pack, except that the current member of a oneof
- * of message type counts as set even when its pointer is NULL. */
-int proto__present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f);
+ * of message type counts as set even when its pointer is NULL.  Inline:
+ * both codecs ask it for every field of every message. */
+static inline int proto__present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+    const char *base = (const char *)m;
+    const void *p = base + f->offset;
+    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+        if (*(const uint32_t *)(base + f->quantifier_offset) != f->id) return 0;
+        if (f->type == PROTOBUF_C_TYPE_STRING) {
+            const char *s = *(char *const *)p;
+            return s && s != f->default_value;
+        }
+        return 1;
+    }
+    switch (f->label) {
+    case PROTOBUF_C_LABEL_OPTIONAL:
+        if (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE) {
+            const void *q = *(void *const *)p;
+            return q && q != f->default_value;
+        }
+        return *(const protobuf_c_boolean *)(base + f->quantifier_offset) != 0;
+    case PROTOBUF_C_LABEL_REQUIRED:
+        return 1;
+    case PROTOBUF_C_LABEL_NONE:
+        return !proto__zeroish(f, p);
+    case PROTOBUF_C_LABEL_REPEATED:
+        return *(const size_t *)(base + f->quantifier_offset) != 0;
+    }
+    return 0;
+}
 
 /* The size of one element of a repeated field of type t, as protobuf-c lays
  * out the array. */

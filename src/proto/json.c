@@ -566,21 +566,6 @@ static void put_key(buf *o, const char *name, bool first)
     o->len = (size_t)(p - o->data);
 }
 
-/* Whether non-repeated field f of the message at base is set: the common
- * cases inline, the rest by proto__present. */
-static inline bool present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
-{
-    const char *base = (const char *)m;
-    if (f->label == PROTOBUF_C_LABEL_OPTIONAL && !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)) {
-        if (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE) {
-            const void *q = *(void *const *)(base + f->offset);
-            return q && q != f->default_value;
-        }
-        return *(const protobuf_c_boolean *)(base + f->quantifier_offset) != 0;
-    }
-    return proto__present(m, f);
-}
-
 static void enc_message(buf *o, const ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
@@ -604,7 +589,7 @@ static void enc_message(buf *o, const ProtobufCMessage *m)
             put_char(o, ']');
             continue;
         }
-        if (!present(m, f)) continue;
+        if (!proto__present(m, f)) continue;
         put_key(o, f->name, first);
         first = false;
         enc_value(o, f, base + f->offset);
