@@ -3,7 +3,7 @@
  *
  * Fixed cases for normalisation (case, fullwidth, ligatures, sharp s),
  * overlapping and nested words, CJK and emoji, list parsing and loading,
- * plus a randomised comparison against a naive masker on ASCII text.
+ * plus randomised comparisons against a naive masker.
  * Every test checks that the mask keeps the code-point count and ends by
  * checking that every byte allocated was freed.
  */
@@ -276,74 +276,113 @@ static void test_load(void **state)
     assert_int_not_equal(errno, 0);
 }
 
-/* Random words and texts over a tiny alphabet (so matches overlap all the
- * time), checked against the obvious quadratic masker. */
-static void naive_mask(char **words, int nwords, const char *text, char *out, size_t *count)
+/*
+ * Random words and texts over tiny alphabets (so matches overlap all the
+ * time), checked against the obvious quadratic masker.  Words use "a", "b",
+ * "c" and "é" (two bytes, lower case already); texts add upper case and a
+ * letter on no edge.  Working on bytes is exact here: UTF-8 never matches
+ * across code point boundaries, and the only folding needed is ASCII's.
+ */
+static void naive_mask(char **words, size_t nwords, const char *text, char *out, size_t *count)
 {
     size_t n = strlen(text);
     char *lower = malloc(n + 1);
+    char *hit = calloc(1, n + 1);
     for (size_t i = 0; i <= n; i++)
         lower[i] = (char)((text[i] >= 'A' && text[i] <= 'Z') ? text[i] + 32 : text[i]);
-    memcpy(out, text, n + 1);
     *count = 0;
-    for (int w = 0; w < nwords; w++) {
+    for (size_t w = 0; w < nwords; w++) {
         size_t wl = strlen(words[w]);
         for (size_t i = 0; i + wl <= n; i++) {
             if (memcmp(lower + i, words[w], wl) == 0) {
                 (*count)++;
-                memset(out + i, '*', wl);
+                memset(hit + i, 1, wl);
             }
         }
     }
+    /* One '*' per code point with any byte hit. */
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = ((unsigned char)text[i] & 0xE0) == 0xC0 ? 2 : 1;
+        if (hit[i]) out[o++] = '*';
+        else for (size_t k = 0; k < len; k++) out[o++] = text[i + k];
+        i += len;
+    }
+    out[o] = 0;
     free(lower);
+    free(hit);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One comparison: up to max_words words of wl_min..wl_max symbols, `texts`
+ * texts of up to text_max symbols. */
+static void random_round(size_t max_words, int wl_min, int wl_max, int texts, int text_max)
+{
+    static const char *word_sym[] = {"a", "b", "c", "é"};
+    static const char *text_sym[] = {"a", "b", "c", "é", "A", "B", "x"};
+    size_t nwords = 1 + (size_t)rand() % max_words;
+    char **words = calloc(nwords, sizeof *words);
+    for (size_t w = 0; w < nwords; w++) {
+        int wl = wl_min + rand() % (wl_max - wl_min + 1);
+        words[w] = calloc(1, (size_t)wl * 2 + 1);
+        for (int i = 0; i < wl; i++) strcat(words[w], word_sym[rand() % 4]);
+    }
+    /* Distinct words only, so the naive count agrees. */
+    qsort(words, nwords, sizeof *words, cmp_str);
+    size_t u = 0;
+    for (size_t w = 0; w < nwords; w++) {
+        if (u && strcmp(words[u - 1], words[w]) == 0) free(words[w]);
+        else words[u++] = words[w];
+    }
+    nwords = u;
+    buf list = {0};
+    for (size_t w = 0; w < nwords; w++) {
+        buf_appends(&list, words[w]);
+        buf_appendc(&list, '\n');
+    }
+    filter *f = filter_new((const char *)list.data, list.len);
+    buf_free(&list);
+    assert_int_equal(filter_word_count(f), nwords);
+
+    for (int t = 0; t < texts; t++) {
+        char text[1024] = "";
+        int tl = rand() % (text_max + 1);
+        for (int i = 0; i < tl; i++) strcat(text, text_sym[rand() % 7]);
+        char want[1024];
+        size_t want_n;
+        naive_mask(words, nwords, text, want, &want_n);
+        const char *got = mask(f, text, (long)want_n);
+        if (strcmp(got, want) != 0) fail_msg("text %s: got %s want %s", text, got, want);
+    }
+    filter_unref(f);
+    for (size_t w = 0; w < nwords; w++) free(words[w]);
+    free(words);
 }
 
 static void test_random_against_naive(void **state)
 {
     srand(12345);
-    const char alpha[] = "abcAB";
-    for (int round = 0; round < 400; round++) {
-        int nwords = 1 + rand() % 6;
-        char *words[6];
-        char list[200] = "";
-        for (int w = 0; w < nwords; w++) {
-            int wl = 1 + rand() % 4;
-            words[w] = calloc(1, (size_t)wl + 1);
-            for (int i = 0; i < wl; i++) words[w][i] = "abc"[rand() % 3];
-            /* Skip duplicates so the naive count matches distinct words. */
-            int dup = 0;
-            for (int v = 0; v < w; v++) dup |= strcmp(words[v], words[w]) == 0;
-            if (dup) {
-                free(words[w]);
-                w--;
-                nwords--;
-                continue;
-            }
-            strcat(list, words[w]);
-            strcat(list, "\n");
-        }
-        char text[64];
-        int tl = rand() % 40;
-        for (int i = 0; i < tl; i++) text[i] = alpha[rand() % 5];
-        text[tl] = 0;
+    for (int round = 0; round < 400; round++) random_round(6, 1, 4, 3, 40);
+}
 
-        char want[64];
-        size_t want_n;
-        naive_mask(words, nwords, text, want, &want_n);
-        filter *f = make(list);
-        assert_int_equal(filter_word_count(f), (size_t)nwords);
-        const char *got = mask(f, text, (long)want_n);
-        if (strcmp(got, want) != 0) fail_msg("list %s text %s: got %s want %s", list, text, got, want);
-        filter_unref(f);
-        for (int w = 0; w < nwords; w++) free(words[w]);
-    }
+/* A list big enough that not every state gets a dense table, so the
+ * sparse transitions and failure links are exercised as well. */
+static void test_large_list_against_naive(void **state)
+{
+    srand(777);
+    for (int round = 0; round < 2; round++) random_round(20000, 8, 16, 10, 200);
 }
 
 /* Many threads share one filter (read-only, no locks), each holding its own
- * reference as a worker would. */
+ * reference as a worker would: taken for it before it starts, dropped by
+ * the thread when done. */
 static void *matcher(void *arg)
 {
-    filter *f = filter_ref(arg);
+    filter *f = arg;
     int hits = 0;
     for (int i = 0; i < 2000; i++) {
         hits += filter_match(f, "this has a ＢＡＤ word", strlen("this has a ＢＡＤ word"));
@@ -359,7 +398,8 @@ static void test_threads(void **state)
 {
     filter *f = make("bad\n敏感词\n");
     pthread_t th[4];
-    for (int i = 0; i < 4; i++) assert_int_equal(pthread_create(&th[i], NULL, matcher, f), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, matcher, filter_ref(f)), 0);
     /* Drop the creator's reference while the workers still run. */
     filter_unref(f);
     for (int i = 0; i < 4; i++) {
@@ -384,6 +424,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refcount, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_against_naive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_list_against_naive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
