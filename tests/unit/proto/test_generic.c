@@ -512,27 +512,28 @@ static void nested_json(buf *s, int n)
     for (int i = 1; i < n; i++) buf_appendc(s, '}');
 }
 
-/* The same in protobuf, built from the inside out. */
+/* The same in protobuf, written from the inside out, back to front. */
 static void nested_pb(buf *s, int n)
 {
-    buf inner = {0};
-    static const uint8_t leaf[] = {0x10, 0x01};
-    buf_append(&inner, leaf, sizeof leaf);
+    size_t cap = (size_t)n * 7 + 2, start = cap;
+    uint8_t *tmp = malloc(cap);
+    tmp[--start] = 0x01;   /* v = 1 */
+    tmp[--start] = 0x10;
     for (int i = 1; i < n; i++) {
-        buf outer = {0};
-        buf_appendc(&outer, 0x0a);
-        size_t len = buf_size(&inner);
+        size_t len = cap - start;
+        uint8_t v[10];
+        size_t k = 0;
         while (len >= 0x80) {
-            buf_appendc(&outer, (char)(len | 0x80));
+            v[k++] = (uint8_t)(len | 0x80);
             len >>= 7;
         }
-        buf_appendc(&outer, (char)len);
-        buf_append(&outer, buf_begin(&inner), buf_size(&inner));
-        buf_free(&inner);
-        inner = outer;
+        v[k++] = (uint8_t)len;
+        start -= k;
+        memcpy(tmp + start, v, k);
+        tmp[--start] = 0x0a;   /* child, length-delimited */
     }
-    buf_append(s, buf_begin(&inner), buf_size(&inner));
-    buf_free(&inner);
+    buf_append(s, tmp + start, cap - start);
+    free(tmp);
 }
 
 static void test_depth(void **state)
@@ -559,6 +560,12 @@ static void test_depth(void **state)
     nested_pb(&p, PROTO_MAX_DEPTH);
     m = decode(&node_desc, PROTO_PB, buf_begin(&p), buf_size(&p));
     proto_free(m);
+    /* Far deeper than any stack would survive if protobuf-c recursed into
+     * it: refused before unpack. */
+    buf_reset(&p);
+    nested_pb(&p, 200000);
+    expect_error(&node_desc, PROTO_PB, buf_begin(&p), buf_size(&p),
+                 "messages nest deeper than 32 levels");
 
     /* Through a repeated field and a oneof too: All is level 1. */
     buf_reset(&s);
