@@ -75,6 +75,10 @@ void chat_worker_free(chat_worker *w);
 /* About once a second on the worker's thread: login timeouts, sweeps. */
 void chat_worker_tick(chat_worker *w, uint64_t now_ms);
 
+/* Tell every session on this worker to reconnect elsewhere (goaway, with
+ * url if not NULL); the server closes the connections after a grace. */
+void chat_worker_goaway(chat_worker *w, const char *url);
+
 /* ---- sessions (WebSocket and TCP connections) ---- */
 
 typedef struct chat_io {

@@ -330,4 +330,20 @@ void chat_worker_tick(chat_worker *w, uint64_t now_ms)
     }
 }
 
+void chat_worker_goaway(chat_worker *w, const char *url)
+{
+    Parley__Frame f = PARLEY__FRAME__INIT;
+    Parley__Goaway g = PARLEY__GOAWAY__INIT;
+    g.url = (char *)url;
+    g.reason = "node is shutting down";
+    frame_set_body(&f, PARLEY__FRAME__BODY_GOAWAY, &g);
+    user_sessions *us, *tmp;
+    chat_session *s;
+    HASH_ITER(hh, w->users, us, tmp)
+    {
+        DL_FOREACH(us->list, s) session_send(s, &f);
+    }
+    DL_FOREACH(w->anon, s) session_send(s, &f);
+}
+
 size_t chat_worker_sessions(const chat_worker *w) { return w->n_authed; }

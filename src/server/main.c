@@ -1,2 +1,237 @@
-/* main.c - parleyd entry point. */
-int main(void) { return 0; }
+/*
+ * main.c - parleyd: read the settings, open the store, start chat and the
+ * network, run until SIGTERM/SIGINT, then shut down gracefully.
+ *
+ * Start-up fails with one line on stderr and exit status 1 for a bad
+ * setting, an unusable data directory, a store that cannot open or a port
+ * in use (2 for a command-line mistake).
+ *
+ * Shutdown (SIGTERM or SIGINT):
+ *   draining: stop accepting, /readyz answers 503, every session gets
+ *             `goaway`; after shutdown_grace_ms ...
+ *   closing:  net_stop closes every connection (code 1001) and joins the
+ *             workers, which wait for their calls in flight;
+ *   flushed:  the store finishes what it was given, syncs and closes; exit 0.
+ * SIGHUP reloads the word lists.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "server/server.h"
+
+static void split_origins(server *srv)
+{
+    const char *s = srv->cfg.allowed_origins;
+    while (s && *s) {
+        const char *comma = strchr(s, ',');
+        size_t n = comma ? (size_t)(comma - s) : strlen(s);
+        while (n && *s == ' ') s++, n--;
+        while (n && s[n - 1] == ' ') n--;
+        if (n == 1 && *s == '*') srv->any_origin = true;
+        else if (n) {
+            srv->origins = pl_realloc(srv->origins, (srv->n_origins + 1) * sizeof *srv->origins);
+            srv->origins[srv->n_origins++] = pl_strndup(s, n);
+        }
+        s = comma ? comma + 1 : NULL;
+    }
+}
+
+static int prepare_data_dir(const char *dir, char *err, size_t errlen)
+{
+    if (mkdir(dir, 0700) && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create data directory %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "data directory %s is not a directory", dir);
+        return -1;
+    }
+    if (access(dir, W_OK | X_OK)) {
+        snprintf(err, errlen, "data directory %s is not writable: %s", dir, strerror(errno));
+        return -1;
+    }
+    char words[4096];
+    snprintf(words, sizeof words, "%s/words", dir);
+    mkdir(words, 0700);
+    return 0;
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    server *srv = t->data;
+    for (size_t i = 0; i < net_worker_count(srv->net); i++) {
+        srv_worker *sw = net_worker_data(net_worker_at(srv->net, i));
+        if (!sw || atomic_exchange(&sw->tick_pending, true)) continue;
+        mailbox_post(net_worker_mailbox(sw->nw), &sw->tick_mail);
+    }
+}
+
+static void grace_cb(uv_timer_t *t)
+{
+    server *srv = t->data;
+    log_event(LOG_INFO, "closing connections", NULL);
+    uv_timer_stop(&srv->tick);
+    uv_close((uv_handle_t *)&srv->tick, NULL);
+    uv_close((uv_handle_t *)&srv->grace, NULL);
+    uv_close((uv_handle_t *)&srv->sigterm, NULL);
+    uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_close((uv_handle_t *)&srv->sighup, NULL);
+    net_stop(srv->net, NET_CLOSE_GOING_AWAY);
+}
+
+static void begin_shutdown(server *srv)
+{
+    if (atomic_exchange(&srv->draining, true)) return;
+    log_event(LOG_INFO, "shutting down", NULL);
+    net_stop_accepting(srv->net);
+    for (size_t i = 0; i < net_worker_count(srv->net); i++) {
+        srv_worker *sw = net_worker_data(net_worker_at(srv->net, i));
+        if (sw) mailbox_post(net_worker_mailbox(sw->nw), &sw->goaway_mail);
+    }
+    uv_timer_start(&srv->grace, grace_cb, (uint64_t)srv->cfg.shutdown_grace_ms, 0);
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+    server *srv = h->data;
+    if (signum == SIGHUP) {
+        log_event(LOG_INFO, "reloading word lists", NULL);
+        chat_reload(srv->chat);
+        return;
+    }
+    begin_shutdown(srv);
+}
+
+static int start(server *srv, char *err, size_t errlen)
+{
+    settings *cfg = &srv->cfg;
+    int lvl = log_level_parse(cfg->log_level);
+    if (lvl < 0) {
+        snprintf(err, errlen, "bad setting log_level=%s: expected debug, info, warn or error",
+                 cfg->log_level);
+        return -1;
+    }
+    if (log_open(cfg->log_file, (log_level)lvl, cfg->node_id)) {
+        snprintf(err, errlen, "cannot open log file %s: %s", cfg->log_file, strerror(errno));
+        return -1;
+    }
+    if (*cfg->redis) {
+        snprintf(err, errlen, "bad setting redis=%s: cluster mode is not available in this build",
+                 cfg->redis);
+        return -1;
+    }
+    if (prepare_data_dir(cfg->data, err, errlen)) return -1;
+    int workers = (int)cfg->workers;
+    if (workers <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        workers = n > 0 ? (int)n : 1;
+    }
+    srv->n_workers = (size_t)workers;
+    store_config sc = {.data_dir = cfg->data, .url = *cfg->store ? cfg->store : NULL,
+                       .sync = cfg->store_sync, .max_batch = 1024};
+    if (store_open(&srv->st, &sc, err, errlen)) return -1;
+
+    chat_config cc = {
+        .data_dir = cfg->data,
+        .node_id = cfg->node_id,
+        .workers = (size_t)workers,
+        .admin_token = cfg->admin_token,
+        .token_ttl_ms = (uint64_t)cfg->token_ttl_ms,
+        .max_text = (uint32_t)cfg->max_text,
+        .login_timeout_ms = (uint32_t)cfg->login_timeout_ms,
+        .msg_rate = cfg->msg_rate,
+        .msg_burst = cfg->msg_burst,
+        .login_rate_ip = cfg->login_rate_per_ip,
+        .login_burst_ip = cfg->login_burst_per_ip,
+        .failed_login_max = (uint32_t)cfg->failed_login_max,
+        .failed_login_window_ms = (uint32_t)cfg->failed_login_window_ms,
+        .hasher = {.threads = (int)cfg->argon2_threads,
+                   .max_queue = (size_t)cfg->argon2_queue,
+                   .opslimit = (unsigned long long)cfg->argon2_ops,
+                   .memlimit = (size_t)cfg->argon2_mem},
+    };
+    if (chat_new(&srv->chat, &cc, srv->st, err, errlen)) return -1;
+
+    split_origins(srv);
+    net_config nc = {
+        .http_addr = cfg->http,
+        .tcp_addr = cfg->tcp,
+        .workers = workers,
+        .max_frame = (size_t)cfg->max_frame,
+        .max_header = (size_t)cfg->max_header,
+        .max_body = (size_t)cfg->max_body,
+        .max_outbound = (size_t)cfg->max_outbound,
+        .header_timeout_ms = (uint32_t)cfg->header_timeout_ms,
+        .idle_timeout_ms = (uint32_t)cfg->idle_timeout_ms,
+        .max_conns_per_ip = (uint32_t)cfg->max_conns_per_ip,
+        .conn_rate_per_ip = cfg->conn_rate_per_ip,
+        .conn_burst_per_ip = cfg->conn_burst_per_ip,
+    };
+    net_callbacks cb;
+    srv_callbacks(srv, &cb);
+    if (net_start(&srv->net, &nc, &cb, err, errlen)) return -1;
+
+    srv->loop = net_main_loop(srv->net);
+    uv_timer_init(srv->loop, &srv->tick);
+    uv_timer_init(srv->loop, &srv->grace);
+    srv->tick.data = srv->grace.data = srv;
+    uv_timer_start(&srv->tick, tick_cb, 1000, 1000);
+    uv_signal_init(srv->loop, &srv->sigterm);
+    uv_signal_init(srv->loop, &srv->sigint);
+    uv_signal_init(srv->loop, &srv->sighup);
+    srv->sigterm.data = srv->sigint.data = srv->sighup.data = srv;
+    uv_signal_start(&srv->sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&srv->sigint, signal_cb, SIGINT);
+    uv_signal_start(&srv->sighup, signal_cb, SIGHUP);
+    char http_port[16], tcp_port[16];
+    snprintf(http_port, sizeof http_port, "%d", net_http_port(srv->net));
+    snprintf(tcp_port, sizeof tcp_port, "%d", net_tcp_port(srv->net));
+    log_event(LOG_INFO, "parleyd started", "http", cfg->http, "http_port", http_port, "tcp",
+              cfg->tcp, "tcp_port", tcp_port, "data", cfg->data, "store",
+              *cfg->store ? "postgres" : "rocksdb", NULL);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    server srv;
+    memset(&srv, 0, sizeof srv);
+    srv.started_ms = clock_wall_ms();
+    char err[512];
+    bool help = false;
+    if (config_load(settings_defs, settings_count, &srv.cfg, argc, argv, &help, err, sizeof err)) {
+        fprintf(stderr, "parleyd: %s\n", err);
+        config_free_strings(settings_defs, settings_count, &srv.cfg);
+        return 2;
+    }
+    if (help) {
+        config_usage(settings_defs, settings_count, "parleyd");
+        config_free_strings(settings_defs, settings_count, &srv.cfg);
+        return 0;
+    }
+    int rc = 0;
+    if (start(&srv, err, sizeof err)) {
+        fprintf(stderr, "parleyd: %s\n", err);
+        rc = 1;
+    } else {
+        net_run(srv.net);
+        log_event(LOG_INFO, "parleyd stopped", NULL);
+    }
+    if (srv.st) store_close(srv.st);
+    chat_free(srv.chat);
+    if (srv.net) net_free(srv.net);
+    for (size_t i = 0; i < srv.n_origins; i++) pl_free(srv.origins[i]);
+    pl_free(srv.origins);
+    config_free_strings(settings_defs, settings_count, &srv.cfg);
+    log_close();
+    return rc;
+}

@@ -1,0 +1,150 @@
+/*
+ * conn.c - net callbacks to chat sessions, for WebSocket and TCP.
+ *
+ * Each WebSocket or TCP connection gets a srv_conn holding its chat
+ * session and the encoding to answer in: TCP always speaks protobuf; a
+ * WebSocket answers each frame in the encoding it came in (text = JSON,
+ * binary = protobuf), and pushes go in the encoding of the last frame the
+ * client sent (its login, usually).  Frames are encoded into the worker's
+ * scratch buffer and queued with net_send, which copies them into the
+ * connection's outbound buffer: no allocation per frame.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "server/server.h"
+
+typedef struct srv_conn {
+    net_conn *c;
+    srv_worker *sw;
+    chat_session *s;
+    proto_enc enc;
+} srv_conn;
+
+static srv_worker *worker_of(net_conn *c) { return net_worker_data(net_conn_worker(c)); }
+
+static void io_send(void *conn, const Parley__Frame *f)
+{
+    srv_conn *sc = conn;
+    buf *b = &sc->sw->scratch;
+    buf_reset(b);
+    proto_frame_encode(f, sc->enc, b);
+    net_send(sc->c, sc->enc == PROTO_PB, buf_begin(b), buf_size(b));
+}
+
+static void io_close(void *conn, uint16_t code, const char *reason)
+{
+    srv_conn *sc = conn;
+    net_close(sc->c, code, reason);
+}
+
+static const chat_io srv_io = {io_send, io_close};
+
+static void tick_fn(mail *m)
+{
+    srv_worker *sw = (srv_worker *)((char *)m - offsetof(srv_worker, tick_mail));
+    atomic_store(&sw->tick_pending, false);
+    chat_worker_tick(sw->cw, clock_wall_ms());
+}
+
+static void goaway_fn(mail *m)
+{
+    srv_worker *sw = (srv_worker *)((char *)m - offsetof(srv_worker, goaway_mail));
+    srv_worker_goaway(sw);
+}
+
+static void *on_worker_start(net_worker *w, void *ud)
+{
+    server *srv = ud;
+    srv_worker *sw = PL_NEW(srv_worker);
+    sw->srv = srv;
+    sw->nw = w;
+    sw->tick_mail.fn = tick_fn;
+    sw->goaway_mail.fn = goaway_fn;
+    sw->cw = chat_worker_new(srv->chat, net_worker_index(w), srv->n_workers,
+                             net_worker_mailbox(w));
+    return sw;
+}
+
+static void on_worker_stop(net_worker *w, void *wdata)
+{
+    srv_worker *sw = wdata;
+    chat_worker_free(sw->cw);
+    buf_free(&sw->scratch);
+    pl_free(sw);
+}
+
+static void on_http(net_conn *c, const net_http_req *req) { srv_http(worker_of(c), c, req); }
+
+static int on_ws_upgrade(net_conn *c, const net_http_req *req)
+{
+    return srv_ws_check(worker_of(c)->srv, req);
+}
+
+static void on_open(net_conn *c)
+{
+    srv_worker *sw = worker_of(c);
+    srv_conn *sc = PL_NEW(srv_conn);
+    sc->c = c;
+    sc->sw = sw;
+    bool tcp = net_conn_kind(c) == NET_TCP;
+    sc->enc = tcp ? PROTO_PB : PROTO_JSON;
+    sc->s = chat_session_new(sw->cw, &srv_io, sc, tcp ? "tcp" : "ws", net_conn_remote_ip(c));
+    net_conn_set_data(c, sc);
+    if (atomic_load(&sw->srv->draining)) {
+        Parley__Frame f = PARLEY__FRAME__INIT;
+        Parley__Goaway g = PARLEY__GOAWAY__INIT;
+        g.reason = "node is shutting down";
+        f.body_case = PARLEY__FRAME__BODY_GOAWAY;
+        f.goaway = &g;
+        io_send(sc, &f);
+        net_close(c, NET_CLOSE_GOING_AWAY, "shutting down");
+    }
+}
+
+static void on_message(net_conn *c, bool binary, const uint8_t *data, size_t len)
+{
+    srv_conn *sc = net_conn_data(c);
+    if (!sc) return;
+    sc->enc = binary ? PROTO_PB : PROTO_JSON;
+    Parley__Frame *f = NULL;
+    char err[160];
+    pl_status st = proto_frame_decode(sc->enc, data, len, &f, err, sizeof err);
+    if (st) {
+        chat_session_bad_frame(sc->s, 0, st, err);
+        return;
+    }
+    chat_session_frame(sc->s, f);
+    proto_free(&f->base);
+}
+
+static void on_close(net_conn *c)
+{
+    if (net_conn_kind(c) == NET_HTTP) {
+        srv_http_closed(c);
+        return;
+    }
+    srv_conn *sc = net_conn_data(c);
+    if (!sc) return;
+    net_conn_set_data(c, NULL);
+    chat_session_closed(sc->s);
+    pl_free(sc);
+}
+
+void srv_worker_goaway(srv_worker *sw) { chat_worker_goaway(sw->cw, NULL); }
+
+void srv_callbacks(server *srv, net_callbacks *cb)
+{
+    memset(cb, 0, sizeof *cb);
+    cb->ud = srv;
+    cb->worker_start = on_worker_start;
+    cb->worker_stop = on_worker_stop;
+    cb->on_http = on_http;
+    cb->on_ws_upgrade = on_ws_upgrade;
+    cb->on_open = on_open;
+    cb->on_message = on_message;
+    cb->on_close = on_close;
+}

@@ -1,0 +1,312 @@
+/*
+ * routes.c - the HTTP API: one table from method and path to a chat
+ * operation, and the rendering of its answer.
+ *
+ * A request becomes the operation's body message generically: the JSON
+ * body (POST), plus path parameters ({conv} fills the field `conv`) and,
+ * for GET, query parameters named like the body's fields.  They are merged
+ * into one JSON object and decoded by the same codec as socket frames, so
+ * the HTTP API and the wire protocol validate input identically.  Errors
+ * render as {"error": {"code", "message", "retry_after_ms"}} with the
+ * status of core/status.c, and 429 carries Retry-After.
+ *
+ * A request waits for chat's reply with the connection paused (net does
+ * not read the next request until net_http_respond); if the connection
+ * closes first, the reply is dropped when it comes.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "server/server.h"
+
+typedef struct route {
+    const char *method;
+    const char *pattern;           /* segments; {name} captures one */
+    chat_op op;
+} route;
+
+static const route routes[] = {
+    {"POST", "/v1/signup", CHAT_OP_SIGNUP},
+    {"POST", "/v1/login", CHAT_OP_LOGIN},
+    {"POST", "/v1/logout", CHAT_OP_LOGOUT},
+    {"POST", "/v1/users", CHAT_OP_USER_CREATE},
+    {"GET", "/v1/users", CHAT_OP_USER_SEARCH},
+    {"GET", "/v1/users/{user}", CHAT_OP_USER_GET},
+    {"POST", "/v1/messages", CHAT_OP_SEND},
+    {"GET", "/v1/sync", CHAT_OP_SYNC},
+    {"GET", "/v1/conversations/{conv}/messages", CHAT_OP_HISTORY},
+    {"POST", "/v1/conversations/{conv}/read", CHAT_OP_READ},
+    {"POST", "/v1/admin/tenants", CHAT_OP_TENANT_CREATE},
+    {"GET", "/v1/admin/tenants", CHAT_OP_TENANT_LIST},
+};
+
+#define MAX_PARAMS 4
+
+typedef struct param {
+    char name[32];
+    char value[256];
+} param;
+
+/* Does path match pattern?  Captures go into params. */
+static bool match(const char *pattern, const char *path, param *params, size_t *n)
+{
+    *n = 0;
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (*p != '/' || *s != '/') return false;
+        p++, s++;
+        const char *pe = strchr(p, '/'), *se = strchr(s, '/');
+        size_t pl = pe ? (size_t)(pe - p) : strlen(p), sl = se ? (size_t)(se - s) : strlen(s);
+        if (pl >= 2 && p[0] == '{' && p[pl - 1] == '}') {
+            if (!sl || *n >= MAX_PARAMS || sl >= sizeof params[0].value || pl - 2 >= sizeof params[0].name)
+                return false;
+            memcpy(params[*n].name, p + 1, pl - 2);
+            params[*n].name[pl - 2] = 0;
+            memcpy(params[*n].value, s, sl);
+            params[*n].value[sl] = 0;
+            (*n)++;
+        } else if (pl != sl || strncmp(p, s, pl)) {
+            return false;
+        }
+        p += pl;
+        s += sl;
+    }
+    return !*p && !*s;
+}
+
+/* Set key=value in obj, typed by the field of d named key. */
+static const char *set_param(json_t *obj, const ProtobufCMessageDescriptor *d, const char *key,
+                             const char *value)
+{
+    const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field_by_name(d, key);
+    if (!fd || fd->label == PROTOBUF_C_LABEL_REPEATED) return "unknown parameter";
+    json_t *v = NULL;
+    switch (fd->type) {
+    case PROTOBUF_C_TYPE_STRING:
+        v = json_string(value);
+        if (!v) return "parameter is not valid UTF-8";
+        break;
+    case PROTOBUF_C_TYPE_BOOL:
+        if (!strcmp(value, "true") || !strcmp(value, "1")) v = json_true();
+        else if (!strcmp(value, "false") || !strcmp(value, "0")) v = json_false();
+        else return "parameter must be true or false";
+        break;
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_UINT64: {
+        if (!*value || strlen(value) > 16 || strspn(value, "0123456789") != strlen(value))
+            return "parameter must be a non-negative integer";
+        v = json_integer((json_int_t)strtoll(value, NULL, 10));
+        break;
+    }
+    default:
+        return "parameter of an unsupported type";
+    }
+    json_object_set_new(obj, key, v);
+    return NULL;
+}
+
+/* The op's body message from the request, or NULL with the reason. */
+static ProtobufCMessage *request_body(chat_op op, const net_http_req *req, const param *params,
+                                      size_t n_params, char *err, size_t errlen)
+{
+    const ProtobufCMessageDescriptor *d = chat_op_body(op);
+    json_t *obj;
+    if (req->body_len) {
+        json_error_t je;
+        obj = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+        if (!obj || !json_is_object(obj)) {
+            snprintf(err, errlen, "body is not a JSON object: %s", obj ? "wrong type" : je.text);
+            json_decref(obj);
+            return NULL;
+        }
+    } else {
+        obj = json_object();
+    }
+    const char *why = NULL;
+    for (size_t i = 0; i < n_params && !why; i++) {
+        why = set_param(obj, d, params[i].name, params[i].value);
+        if (why) snprintf(err, errlen, "%s: %s", params[i].name, why);
+    }
+    if (!strcmp(req->method, "GET") && !why) {
+        char value[1024];
+        for (unsigned i = 0; i < d->n_fields && !why; i++) {
+            const char *name = d->fields[i].name;
+            if (!json_object_get(obj, name) && net_query_get(req->query, name, value, sizeof value)) {
+                why = set_param(obj, d, name, value);
+                if (why) snprintf(err, errlen, "%s: %s", name, why);
+            }
+        }
+    }
+    ProtobufCMessage *m = NULL;
+    if (!why) {
+        char *text = json_dumps(obj, JSON_COMPACT);
+        if (text && proto_decode(d, PROTO_JSON, (const uint8_t *)text, strlen(text), &m, err, errlen))
+            m = NULL;
+        free(text);
+    }
+    json_decref(obj);
+    return m;
+}
+
+/* ---- replies ---- */
+
+typedef struct pending {
+    net_conn *c;                   /* NULL once the connection closed */
+    srv_worker *sw;
+} pending;
+
+static void respond_json(net_conn *c, int status, const ProtobufCMessage *m, const char *extra,
+                         buf *b)
+{
+    buf_reset(b);
+    if (m) proto_encode(m, PROTO_JSON, b);
+    else buf_appends(b, "{}");
+    char headers[256];
+    snprintf(headers, sizeof headers, "Cache-Control: no-store\r\n%s", extra ? extra : "");
+    net_http_respond(c, status, "application/json", headers, buf_begin(b), buf_size(b));
+}
+
+static void respond_error(net_conn *c, pl_status st, const char *message, uint64_t retry, buf *b)
+{
+    Parley__ErrorReply r = PARLEY__ERROR_REPLY__INIT;
+    Parley__Error e = PARLEY__ERROR__INIT;
+    e.code = (char *)pl_status_str(st);
+    e.message = (char *)(message ? message : "");
+    char extra[64] = "";
+    if (retry) {
+        e.has_retry_after_ms = true;
+        e.retry_after_ms = retry;
+        snprintf(extra, sizeof extra, "Retry-After: %llu\r\n",
+                 (unsigned long long)((retry + 999) / 1000));
+    }
+    r.error = &e;
+    respond_json(c, pl_status_http(st), &r.base, extra, b);
+}
+
+static void reply(void *ud, pl_status st, const char *message, uint64_t retry,
+                  const ProtobufCMessage *body)
+{
+    pending *p = ud;
+    if (p->c) {
+        net_conn_set_data(p->c, NULL);
+        if (st) respond_error(p->c, st, message, retry, &p->sw->scratch);
+        else respond_json(p->c, 200, body, NULL, &p->sw->scratch);
+    }
+    pl_free(p);
+}
+
+void srv_http_closed(net_conn *c)
+{
+    pending *p = net_conn_data(c);
+    if (p) p->c = NULL;
+    net_conn_set_data(c, NULL);
+}
+
+/* ---- operations endpoints ---- */
+
+static void respond_text(net_conn *c, int status, const char *type, const char *text)
+{
+    net_http_respond(c, status, type, "Cache-Control: no-store\r\n", text, strlen(text));
+}
+
+static void metrics(srv_worker *sw, net_conn *c)
+{
+    buf *b = &sw->scratch;
+    buf_reset(b);
+    server *srv = sw->srv;
+    buf_printf(b,
+               "# HELP parley_up 1 while the node serves.\n# TYPE parley_up gauge\nparley_up 1\n"
+               "# HELP parley_uptime_seconds Seconds since start.\n"
+               "# TYPE parley_uptime_seconds gauge\nparley_uptime_seconds %.3f\n"
+               "# HELP parley_heap_bytes Bytes allocated by parley.\n"
+               "# TYPE parley_heap_bytes gauge\nparley_heap_bytes %zu\n",
+               (double)(clock_wall_ms() - srv->started_ms) / 1000.0, pl_mem_used());
+    net_http_respond(c, 200, "text/plain; version=0.0.4", "Cache-Control: no-store\r\n",
+                     buf_begin(b), buf_size(b));
+}
+
+static const char index_page[] =
+    "<!doctype html><html lang=en><meta charset=utf-8><title>parley</title>"
+    "<body><h1>parley is running</h1>"
+    "<p>The web chat page is not installed on this node. The HTTP API is at <code>/v1/</code>, "
+    "WebSockets at <code>/v1/ws</code>; see the README.</p></body></html>\n";
+
+void srv_http(srv_worker *sw, net_conn *c, const net_http_req *req)
+{
+    server *srv = sw->srv;
+    bool get = !strcmp(req->method, "GET");
+    if (get && !strcmp(req->path, "/healthz")) {
+        respond_text(c, 200, "application/json", "{\"status\":\"ok\"}");
+        return;
+    }
+    if (get && !strcmp(req->path, "/readyz")) {
+        if (atomic_load(&srv->draining)) respond_text(c, 503, "application/json", "{\"status\":\"draining\"}");
+        else respond_text(c, 200, "application/json", "{\"status\":\"ready\"}");
+        return;
+    }
+    if (get && !strcmp(req->path, "/metrics")) {
+        metrics(sw, c);
+        return;
+    }
+    if (get && !strcmp(req->path, "/")) {
+        respond_text(c, 200, "text/html; charset=utf-8", index_page);
+        return;
+    }
+    param params[MAX_PARAMS];
+    size_t n_params = 0;
+    const route *rt = NULL;
+    bool path_known = false;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (!match(routes[i].pattern, req->path, params, &n_params)) continue;
+        path_known = true;
+        if (!strcmp(routes[i].method, req->method)) {
+            rt = &routes[i];
+            break;
+        }
+    }
+    if (!rt) {
+        respond_error(c, path_known ? PL_BAD_REQUEST : PL_NOT_FOUND,
+                      path_known ? "method not allowed here" : "no such endpoint", 0, &sw->scratch);
+        return;
+    }
+    char err[200];
+    ProtobufCMessage *body = request_body(rt->op, req, params, n_params, err, sizeof err);
+    if (!body) {
+        respond_error(c, PL_BAD_REQUEST, err, 0, &sw->scratch);
+        return;
+    }
+    const char *auth = net_http_header(req, "Authorization");
+    const char *bearer = NULL;
+    if (auth && !strncasecmp(auth, "Bearer ", 7)) bearer = auth + 7;
+    pending *p = PL_NEW(pending);
+    p->c = c;
+    p->sw = sw;
+    net_conn_set_data(c, p);
+    chat_http(sw->cw, rt->op, bearer, net_conn_remote_ip(c), body, reply, p);
+    proto_free(body);
+}
+
+int srv_ws_check(server *srv, const net_http_req *req)
+{
+    if (strcmp(req->path, "/v1/ws")) return 404;
+    if (atomic_load(&srv->draining)) return 503;
+    const char *origin = net_http_header(req, "Origin");
+    if (!origin || srv->any_origin) return 0;
+    for (size_t i = 0; i < srv->n_origins; i++)
+        if (!strcasecmp(origin, srv->origins[i])) return 0;
+    /* Same host: http(s)://<Host> */
+    const char *host = net_http_header(req, "Host");
+    if (host) {
+        const char *o = origin;
+        if (!strncasecmp(o, "http://", 7)) o += 7;
+        else if (!strncasecmp(o, "https://", 8)) o += 8;
+        else return 403;
+        if (!strcasecmp(o, host)) return 0;
+    }
+    return 403;
+}

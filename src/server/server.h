@@ -1,0 +1,63 @@
+/*
+ * server.h - the wiring of parleyd: what main.c, conn.c and routes.c share.
+ *
+ * The server layer owns no policy: it turns bytes from the net layer into
+ * decoded frames and HTTP bodies for the chat layer, and chat's answers
+ * back into bytes.  Threads: `server` is built on the main thread; each
+ * `srv_worker` belongs to one net worker thread, and everything reached
+ * from a connection callback runs on that thread.
+ */
+#ifndef PARLEY_SERVER_SERVER_H
+#define PARLEY_SERVER_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <uv.h>
+
+#include "chat/chat.h"
+#include "core/buf.h"
+#include "net/net.h"
+#include "proto/codec.h"
+#include "server/settings.h"
+#include "store/store.h"
+
+typedef struct server {
+    settings cfg;
+    net *net;
+    store *st;
+    chat *chat;
+    uv_loop_t *loop;
+    uv_timer_t tick, grace;
+    uv_signal_t sigterm, sigint, sighup;
+    atomic_bool draining;
+    char **origins;                /* allowed_origins, split */
+    size_t n_origins;
+    bool any_origin;
+    uint64_t started_ms;
+    size_t n_workers;
+} server;
+
+typedef struct srv_worker {
+    server *srv;
+    net_worker *nw;
+    chat_worker *cw;
+    buf scratch;                   /* encoding buffer, reused */
+    mail tick_mail;
+    atomic_bool tick_pending;
+    mail goaway_mail;
+} srv_worker;
+
+/* conn.c: the net callbacks */
+void srv_callbacks(server *srv, net_callbacks *cb);
+/* Send goaway to every session of this worker (on its thread). */
+void srv_worker_goaway(srv_worker *sw);
+
+/* routes.c: one HTTP request (not an upgrade) */
+void srv_http(srv_worker *sw, net_conn *c, const net_http_req *req);
+/* routes.c: the pending HTTP call of a connection that closed */
+void srv_http_closed(net_conn *c);
+/* routes.c: refuse a WebSocket upgrade with an HTTP status, or 0 */
+int srv_ws_check(server *srv, const net_http_req *req);
+
+#endif
