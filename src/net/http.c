@@ -49,7 +49,9 @@ static int fail(net__http_parser *p, int status, const char *why)
         p->status = status;
         p->error = why;
     }
-    http_parser_pause(&p->hp, 1);
+    /* http-parser refuses to pause a parser that already failed. */
+    enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
+    if (e == HPE_OK || e == HPE_PAUSED) http_parser_pause(&p->hp, 1);
     return 0;
 }
 
