@@ -437,35 +437,56 @@ static bool is_space(uint32_t c)
            c == 0x205F || c == 0x3000 || c == 0xFEFF;
 }
 
-/* Normalise one line of the list (valid UTF-8) and add it as a word,
- * unless it is blank or a comment.  cps and norm are scratch buffers the
- * caller grows to hold the line. */
-static void add_line(builder *b, const uint8_t *line, size_t len, uint32_t *cps, uint32_t *norm)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len;) {
-        size_t k = utf8_decode(line + i, len - i, &cps[n]);
-        i += k;     /* the line was validated: k >= 1 */
-        n++;
-    }
-    size_t lo = 0, hi = n;
-    while (lo < hi && is_space(cps[lo])) lo++;
-    while (hi > lo && is_space(cps[hi - 1])) hi--;
-    if (lo == hi || cps[lo] == '#') return;
+/* A growable array of normalised code points: the word being built. */
+typedef struct word_buf {
+    uint32_t *cp;
+    size_t len, cap;
+} word_buf;
 
-    size_t m = 0;
+static void word_push(word_buf *w, const uint32_t *cps, size_t n)
+{
+    if (w->len + n > w->cap) {
+        while (w->len + n > w->cap) w->cap = w->cap ? w->cap * 2 : 64;
+        w->cp = pl_realloc(w->cp, w->cap * sizeof *w->cp);
+    }
+    memcpy(w->cp + w->len, cps, n * sizeof *cps);
+    w->len += n;
+}
+
+/* Normalise one line of the list (valid UTF-8) and add it as a word,
+ * unless it is blank or a comment.  w is scratch space kept across lines,
+ * so its memory follows the longest normalised word, not the list. */
+static void add_line(builder *b, const uint8_t *line, size_t len, word_buf *w)
+{
+    /* Trim: [lo, hi) are the bytes from the first to the last non-space
+     * code point.  The line was validated, so every decode succeeds. */
+    size_t lo = len, hi = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t k = utf8_decode(line + i, len - i, &cp);
+        if (!is_space(cp)) {
+            if (lo == len) lo = i;
+            hi = i + k;
+        }
+        i += k;
+    }
+    if (lo >= hi || line[lo] == '#') return;
+
+    w->len = 0;
     uint32_t scratch[NORM_MAX];
-    for (size_t i = lo; i < hi; i++) {
-        if (cps[i] < 128) {
-            norm[m++] = ascii_fold(cps[i]);
+    for (size_t i = lo; i < hi;) {
+        uint32_t cp;
+        i += utf8_decode(line + i, hi - i, &cp);
+        if (cp < 128) {
+            uint32_t c = ascii_fold(cp);
+            word_push(w, &c, 1);
             continue;
         }
         const uint32_t *out;
-        size_t k = norm_cp(cps[i], &out, scratch);
-        memcpy(norm + m, out, k * sizeof *out);
-        m += k;
+        size_t k = norm_cp(cp, &out, scratch);
+        word_push(w, out, k);
     }
-    builder_add(b, norm, m);
+    builder_add(b, w->cp, w->len);
 }
 
 filter *filter_new(const char *list, size_t len)
@@ -476,23 +497,14 @@ filter *filter_new(const char *list, size_t len)
     builder_new_state(&b, 0);
 
     const uint8_t *p = (const uint8_t *)list, *end = p + len;
-    uint32_t *cps = NULL, *norm = NULL;
-    size_t cap = 0;
+    word_buf w = {0};
     while (p < end) {
         const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
         size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        if (utf8_valid(p, ll)) {
-            if (ll > cap) {
-                cap = ll;
-                cps = pl_realloc(cps, cap * sizeof *cps);
-                norm = pl_realloc(norm, cap * NORM_MAX * sizeof *norm);
-            }
-            add_line(&b, p, ll, cps, norm);
-        }
+        if (utf8_valid(p, ll)) add_line(&b, p, ll, &w);
         p += ll + (nl ? 1 : 0);
     }
-    pl_free(cps);
-    pl_free(norm);
+    pl_free(w.cp);
 
     filter *f = PL_NEW(filter);
     atomic_init(&f->refs, 1);
@@ -626,10 +638,12 @@ size_t filter_mask(const filter *f, const char *text, size_t len, buf *out)
     const uint8_t *t = (const uint8_t *)text;
     const filter__state *states = f->states;
 
-    /* The ring must hold the last maxlen positions. */
+    /* The ring must hold the last maxlen positions, or every position of
+     * this text if it has fewer (a huge word cannot cost every call). */
     size_t ring_local[64];
-    size_t ring_size = 64;
-    while (ring_size < f->maxlen) ring_size *= 2;
+    size_t ring_size = 64, need = f->maxlen;
+    if (len < SIZE_MAX / NORM_MAX && need > len * NORM_MAX) need = len * NORM_MAX;
+    while (ring_size < need) ring_size *= 2;
     masker m = {.ring = ring_size == 64 ? ring_local : pl_malloc(ring_size * sizeof(size_t)),
                 .ring_mask = ring_size - 1};
 

@@ -240,6 +240,26 @@ static void test_long_words(void **state)
     text[50] = 'b';
     r = mask(f, text, 0);
     filter_unref(f);
+
+    /* A huge word next to a short one: short texts still mask right (the
+     * masker sizes its ring by the text when that is smaller), and a text
+     * holding the huge word is masked whole. */
+    static char huge_list[8200], huge_text[8300];
+    memset(huge_list, 'z', 8000);
+    memcpy(huge_list + 8000, "\nbad\n", 6);
+    f = make(huge_list);
+    assert_int_equal(filter_word_count(f), 2);
+    assert_string_equal(mask(f, "so bad", 1), "so ***");
+    memcpy(huge_text, "<<", 2);
+    memset(huge_text + 2, 'Z', 8000);
+    memcpy(huge_text + 8002, ">>", 3);
+    buf b = {0};
+    assert_int_equal(filter_mask(f, huge_text, strlen(huge_text), &b), 1);
+    assert_int_equal(buf_size(&b), 8004);
+    assert_memory_equal(buf_begin(&b), "<<***", 5);
+    assert_memory_equal(buf_begin(&b) + 8000, "**>>", 4);
+    buf_free(&b);
+    filter_unref(f);
 }
 
 static void test_refcount(void **state)
