@@ -37,8 +37,9 @@ static Parley__Frame *proto_fuzz_redecode(proto_enc enc, const buf *b)
     Parley__Frame *f = NULL;
     char err[256];
     if (proto_frame_decode(enc, buf_begin(b), buf_size(b), &f, err, sizeof err) != PL_OK) {
-        fprintf(stderr, "re-decoding %s failed: %s\n  %.*s\n", enc == PROTO_JSON ? "JSON" : "protobuf",
-                err, (int)buf_size(b), (const char *)buf_begin(b));
+        fprintf(stderr, "re-decoding %s failed: %s\n  %.*s\n",
+                enc == PROTO_JSON ? "JSON" : "protobuf", err, (int)buf_size(b),
+                (const char *)buf_begin(b));
         abort();
     }
     return f;

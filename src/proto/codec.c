@@ -7,9 +7,9 @@
  * protobuf_c_message_unpack with an allocator over core/mem.h, and one
  * generic walk over the decoded message (pb_check) that enforces what
  * protobuf-c does not: valid UTF-8 in every string, 64-bit integers below
- * 2^53, finite floats; the same walk drops unknown fields.  When unpack fails, a second
- * pass over the bytes (pb_diagnose) finds out why, so that the error names
- * the field; it only runs on that error path.
+ * 2^53, finite floats; the same walk drops unknown fields.  When unpack
+ * fails, a second pass over the bytes (pb_diagnose) finds out why, so that
+ * the error names the field; it only runs on that error path.
  *
  * Encoding protobuf is protobuf-c's pack into a buf reserved once.
  *
@@ -358,7 +358,8 @@ static bool pb_too_deep(const ProtobufCMessageDescriptor *d, const uint8_t *p, s
             if (!read_varint(p, len, &i, &n) || n > len - i) return false;
             uint64_t num = tag >> 3;
             const ProtobufCFieldDescriptor *f =
-                num <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)num) : NULL;
+                num <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)num)
+                                  : NULL;
             if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
                 if (depth >= PROTO_MAX_DEPTH) return true;
                 if (pb_too_deep(f->descriptor, p + i, (size_t)n, depth + 1)) return true;

@@ -114,9 +114,11 @@ typedef struct proto__ctx {
     size_t path_index[PROTO_MAX_DEPTH];
 } proto__ctx;
 
-/* Write `field "<f>" of <d>: <reason>` (plus ` (at a.b[2].c)` when nested)
- * into c->err and return PL_BAD_REQUEST.  f may be NULL for an error about
- * the message itself; idx is a repeated index or SIZE_MAX. */
+/* Write `field "<f>" of <d>: <reason>` (or `field "<f>[idx]" ...` for an
+ * element of a repeated field; idx is SIZE_MAX otherwise), plus
+ * ` (at a.b[2].c)` when the field is below the top-level message, into
+ * c->err, and return PL_BAD_REQUEST.  With f NULL the reason is written
+ * alone (it names the message itself) and the path is the message's. */
 pl_status proto__fail(proto__ctx *c, const ProtobufCMessageDescriptor *d,
                       const ProtobufCFieldDescriptor *f, size_t idx, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -209,8 +209,9 @@ static pl_status dec_value(proto__ctx *c, const ProtobufCMessageDescriptor *d,
         if (!json_is_number(v)) return bad_type(c, d, f, idx, v, "a number");
         double r = json_number_value(v);
         /* Values up to half an ulp above FLT_MAX still round to FLT_MAX
-         * (its shortest decimal form, 3.40282347e+38, is such a value). */
-        if (!(fabs(r) < 0x1.ffffffp+127)) return proto__fail(c, d, f, idx, "out of range for float");
+         * (its shortest decimal form, 3.4028235e+38, is such a value). */
+        if (!(fabs(r) < 0x1.ffffffp+127))
+            return proto__fail(c, d, f, idx, "out of range for float");
         *(float *)p = (float)r;
         return PL_OK;
     }
@@ -294,7 +295,8 @@ static pl_status dec_repeated(proto__ctx *c, const ProtobufCMessageDescriptor *d
     *count = 0;
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_array_get(v, i);
-        if (json_is_null(e)) return bad_type(c, d, f, i, e, "a value (null is not allowed in an array)");
+        if (json_is_null(e))
+            return bad_type(c, d, f, i, e, "a value (null is not allowed in an array)");
         void *slot = arr + i * es;
         memset(slot, 0, es);
         (*count)++;
