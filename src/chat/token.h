@@ -37,8 +37,9 @@ typedef struct token_claims {
  * out must hold TOKEN_MAX bytes (outlen says how many it holds); the token
  * written is NUL-terminated and shorter than TOKEN_MAX.  Returns PL_OK, or
  * PL_BAD_REQUEST if a field is too long to fit (not NUL-terminated within
- * its array, or, JSON-escaped, too long for TOKEN_MAX), is not valid UTF-8,
- * or expires_at is 2^53 or more; c and out are then unchanged. */
+ * its array, or, JSON-escaped, too long for TOKEN_MAX or outlen), is not
+ * valid UTF-8, or expires_at is 2^53 or more; c and out are then
+ * unchanged. */
 pl_status token_issue(const uint8_t secret[TOKEN_SECRET_LEN], token_claims *c, char *out,
                       size_t outlen);
 
