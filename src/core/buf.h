@@ -18,7 +18,7 @@ typedef struct buf {
 } buf;
 
 static inline size_t buf_size(const buf *b) { return b->len - b->off; }
-static inline uint8_t *buf_begin(const buf *b) { return b->data + b->off; }
+static inline uint8_t *buf_begin(const buf *b) { return b->data ? b->data + b->off : (uint8_t *)""; }
 
 void buf_reserve(buf *b, size_t extra);   /* room for `extra` more bytes */
 void buf_append(buf *b, const void *p, size_t n);
