@@ -44,6 +44,7 @@ typedef struct store__rdb {
     store base;
     char *path;                    /* DATA/rocksdb */
     size_t max_batch;
+    size_t ctr_max;                /* counter cache entries kept between batches */
 
     rocksdb_t *db;
     rocksdb_options_t *opts;

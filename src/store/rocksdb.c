@@ -47,7 +47,7 @@
  * conversation is first touched (likewise the last useq of an inbox from
  * its I keys).  The store thread keeps these in a cache (uthash keyed by
  * the range prefix, least recently used entries evicted between batches
- * beyond STORE__CTR_MAX entries).  Because a number is assigned from the
+ * beyond cfg->counter_cache entries).  Because a number is assigned from the
  * cache and the key it numbers is staged in the same batch, the cache is
  * always "what is on disk plus what the current batch staged".  Eviction
  * happens only between batches, when the two agree.
@@ -70,7 +70,6 @@
 #define uthash_free(ptr, sz) pl_free(ptr)
 #include <uthash.h>
 
-#define STORE__CTR_MAX (256u * 1024u)
 #define STORE__BLOCK_CACHE (64u << 20)
 
 struct store__ctr {
@@ -306,7 +305,7 @@ static void store__ctr_drop_all(store__rdb *s)
 
 static void store__ctr_evict(store__rdb *s)
 {
-    while (s->n_ctrs > STORE__CTR_MAX) store__ctr_remove(s, s->lru_last);
+    while (s->n_ctrs > s->ctr_max) store__ctr_remove(s, s->lru_last);
 }
 
 uint64_t *store__counter(store__rdb *s, store_req *r, const store__key *prefix)
@@ -566,9 +565,20 @@ static rocksdb_options_t *store__rdb_options(store__rdb *s)
     s->cache = rocksdb_cache_create_lru(STORE__BLOCK_CACHE);
     rocksdb_block_based_options_set_block_cache(t, s->cache);
     /* Dedup and existence checks are mostly misses: a bloom filter answers
-     * them without reading data blocks.  The options take ownership. */
+     * them without reading data blocks (the options take ownership of the
+     * policy).  Filters and indexes are partitioned and cached in the block
+     * cache with priority: a whole-file filter of a large table outgrows a
+     * cache shard, is evicted as soon as it is used and then read from
+     * disk on every lookup, which at about a million messages cut appends
+     * to a few thousand a second. */
     rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom_full(10));
+    rocksdb_block_based_options_set_index_type(
+        t, rocksdb_block_based_table_index_type_two_level_index_search);
+    rocksdb_block_based_options_set_partition_filters(t, 1);
+    rocksdb_block_based_options_set_metadata_block_size(t, 4096);
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(t, 1);
+    rocksdb_block_based_options_set_pin_top_level_index_and_filter(t, 1);
     rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
     rocksdb_options_set_block_based_table_factory(o, t);
     rocksdb_block_based_options_destroy(t);
@@ -623,6 +633,7 @@ static int store__rdb_open(store **out, const store_config *cfg, char *err, size
     s->path = pl_malloc(plen);
     snprintf(s->path, plen, "%s/rocksdb", cfg->data_dir);
     s->max_batch = cfg->max_batch ? cfg->max_batch : 1024;
+    s->ctr_max = cfg->counter_cache ? cfg->counter_cache : 262144;
 
     if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot open store at %s: cannot create %s: %s", s->path,

@@ -24,6 +24,7 @@ void store_config_init(store_config *cfg, const char *data_dir)
     cfg->data_dir = data_dir;
     cfg->sync = true;
     cfg->max_batch = 1024;
+    cfg->counter_cache = 262144;
 }
 
 static bool store__is_postgres(const char *url)
@@ -61,8 +62,8 @@ uint32_t store__limit(uint32_t limit)
 
 void store_submit(store *s, store_req *r)
 {
-    if (!r->reply_to) {
-        log_error("store_submit: request without reply_to (op %d)", (int)r->op);
+    if (!r->reply_to || !r->done) {
+        log_error("store_submit: request without reply_to or done (op %d)", (int)r->op);
         abort();
     }
     r->mail.fn = store__complete;

@@ -28,8 +28,10 @@
  * mailbox are posted to it in one chain, in submission order: one wake-up
  * per batch per consumer.
  *
- * Ordering and visibility.  Requests are executed in the order they were
- * submitted from one thread.  Writes of a batch see each other in order:
+ * Ordering and visibility.  Writes are executed in the order they were
+ * submitted from one thread, and completions arrive on a mailbox in the
+ * order their requests were submitted.  Writes of a batch see each other in
+ * order:
  * a write sees every write submitted before it (two appends to one
  * conversation in one batch get consecutive seqs; a repeated cmid in the
  * same batch is a dup; a user created earlier in the batch exists).  Reads
@@ -217,9 +219,12 @@ typedef struct store_config {
     const char *url;           /* postgres://... for the postgres backend, else NULL */
     bool sync;                 /* fsync the WAL on every batch (default true) */
     size_t max_batch;          /* most writes in one batch (default 1024; 0 = default) */
+    size_t counter_cache;      /* conversations and inboxes whose last number is kept
+                                  in memory (default 262144; 0 = default) */
 } store_config;
 
-/* Fill cfg with the defaults (sync on, max_batch 1024, no url). */
+/* Fill cfg with the defaults (sync on, max_batch 1024, counter_cache
+ * 262144, no url). */
 void store_config_init(store_config *cfg, const char *data_dir);
 
 /* Counters since open, for metrics; read with relaxed atomics. */
@@ -247,9 +252,9 @@ extern const store_backend store_rocksdb;
  * On failure writes a one-line reason into err and returns non-zero. */
 int store_open(store **out, const store_config *cfg, char *err, size_t errlen);
 
-/* Hand r to the store (r->reply_to must be set; r->done runs on the thread
- * that drains reply_to).  Resets r's status, err and outputs first.  Not
- * allowed once store_close has begun. */
+/* Hand r to the store (r->reply_to and r->done must be set; done runs on
+ * the thread that drains reply_to).  Resets r's status, err and outputs
+ * first.  Not allowed once store_close has begun. */
 void store_submit(store *s, store_req *r);
 
 /* Finish everything submitted, stop, free.  NULL is a no-op. */

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "store/rdb.h"
 #include "store_test.h"
 
 static const char *AB[] = {"alice", "bob", NULL};
@@ -198,6 +199,60 @@ static void test_concurrent(void **state)
     st_dir_free(dir);
 }
 
+/* A tiny batch limit splits what the store thread takes into several
+ * write batches; a tiny counter cache forces numbers to be reloaded from
+ * disk all the time.  Numbering must not notice either. */
+static void test_small_limits(void **state)
+{
+    (void)state;
+    char *dir = st_dir_new();
+    store_config cfg;
+    store_config_init(&cfg, dir);
+    cfg.max_batch = 2;
+    cfg.counter_cache = 3;
+    store *s = NULL;
+    char err[256];
+    assert_int_equal(store_open(&s, &cfg, err, sizeof(err)), 0);
+
+    enum { N = 40, CONVS = 5 };
+    static const char *convs[CONVS] = {"g:a", "g:b", "g:c", "g:d", "g:e"};
+    static const char *users[CONVS][2] = {{"u1", "u2"}, {"u2", "u3"}, {"u3", "u4"},
+                                          {"u4", "u5"}, {"u5", "u1"}};
+    for (int round = 0; round < 2; round++) {
+        st_collector c;
+        st_collector_init(&c);
+        store_req *r[N];
+        store_stats before, after;
+        store_get_stats(s, &before);
+        store__rdb_hold(s, true);
+        for (int i = 0; i < N; i++) {
+            r[i] = st_append_req("t", convs[i % CONVS], "u1", "x", NULL, users[i % CONVS]);
+            r[i]->append.n_rcpt = 2;
+            st_collector_submit(&c, s, r[i]);
+        }
+        store__rdb_hold(s, false);
+        st_collector_wait(&c, N);
+        store_get_stats(s, &after);
+        assert_int_equal(after.batches - before.batches, N / 2);
+        uint64_t useq[6] = {0};
+        for (int i = 0; i < N; i++) {
+            assert_int_equal(r[i]->status, PL_OK);
+            assert_int_equal(r[i]->append.seq, (uint64_t)(round * N + i) / CONVS + 1);
+            for (int k = 0; k < 2; k++) {
+                int u = users[i % CONVS][k][1] - '0';
+                if (useq[u]) assert_int_equal(r[i]->append.useqs[k], useq[u] + 1);
+                useq[u] = r[i]->append.useqs[k];
+            }
+            store_req_free(r[i]);
+        }
+        /* Every user is in two conversations: 2 * N / CONVS entries per round. */
+        for (int u = 1; u <= 5; u++) assert_int_equal(useq[u], (uint64_t)(round + 1) * 2 * N / CONVS);
+        st_collector_destroy(&c);
+    }
+    store_close(s);
+    st_dir_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -205,6 +260,7 @@ int main(void)
         cmocka_unit_test(test_locked),
         cmocka_unit_test(test_unusable_dir),
         cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_small_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

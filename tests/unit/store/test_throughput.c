@@ -17,8 +17,19 @@
 
 #include <cmocka.h>
 
+#include <sys/resource.h>
+
 #include "core/clock.h"
 #include "store_test.h"
+
+/* CPU time of the whole process (both threads and RocksDB's), in s. */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+           ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+}
 
 #define USERS 1000
 #define PARTNERS 10
@@ -87,9 +98,18 @@ static void test_throughput(void **state)
 
     store_stats before, after;
     store_get_stats(s, &before);
+    double cpu0 = cpu_seconds();
     uint64_t t0 = clock_mono_ns();
-    size_t submitted = 0;
+    size_t submitted = 0, next_report = 100000;
+    uint64_t tr = t0;
     while (b.c.done < n) {
+        if (b.c.done >= next_report && n > 100000) {
+            uint64_t now = clock_mono_ns();
+            printf("#   %zu: %.0f messages/s over the last 100,000\n", b.c.done,
+                   100000.0 / ((double)(now - tr) / 1e9));
+            tr = now;
+            next_report += 100000;
+        }
         while (submitted < n && submitted - b.c.done < WINDOW) {
             store_req *r = make(submitted++);
             r->reply_to = &b.c.mb;
@@ -100,13 +120,14 @@ static void test_throughput(void **state)
         st_collector_wait(&b.c, b.c.done + 1);
     }
     uint64_t t1 = clock_mono_ns();
+    double cpu = cpu_seconds() - cpu0;
     store_get_stats(s, &after);
     double secs = (double)(t1 - t0) / 1e9;
     uint64_t batches = after.batches - before.batches;
     printf("# %zu messages (2 inbox entries each) in %.2f s: %.0f messages/s, %llu batches, "
-           "%.0f messages per batch\n",
+           "%.0f messages per batch, %.1f us of CPU per message\n",
            n, secs, (double)n / secs, (unsigned long long)batches,
-           batches ? (double)n / (double)batches : 0.0);
+           batches ? (double)n / (double)batches : 0.0, cpu * 1e6 / (double)n);
     assert_int_equal(b.errors, 0);
     uint64_t total = 0;
     for (size_t i = 0; i < USERS * PARTNERS; i++) total += b.conv_last[i];
