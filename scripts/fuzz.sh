@@ -14,10 +14,12 @@ for f in build-fuzz/fuzz/*; do
     work=build-fuzz/corpus-work/$name
     mkdir -p "$work"
     [ -d "fuzz/corpus/$name" ] && cp -r "fuzz/corpus/$name/." "$work/" 2>/dev/null || true
+    dict=""
+    [ -f "fuzz/$name.dict" ] && dict="-dict=fuzz/$name.dict"
     echo "fuzz: $name for ${SECONDS_EACH}s"
     found=1
     "$f" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
-        -artifact_prefix=build-fuzz/crashes/"$name"- -print_final_stats=0 "$work" \
+        -artifact_prefix=build-fuzz/crashes/"$name"- -print_final_stats=0 $dict "$work" \
         >build-fuzz/"$name".log 2>&1 || {
         echo "fuzz: $name failed; see build-fuzz/$name.log"
         tail -30 build-fuzz/"$name".log
