@@ -237,6 +237,10 @@ static int finish(net__http_parser *p)
             return NET__HTTP_ERROR;
         }
         p->data.len += (size_t)d + 1;
+        if (p->data.data[path_off] != '/') { /* "*" and other non-origin forms */
+            fail(p, 400, "bad request target");
+            return NET__HTTP_ERROR;
+        }
     } else {
         buf_append(&p->data, "/", 2);
     }

@@ -302,7 +302,7 @@ static int http_response(client *c, char *head, size_t headlen, buf *body)
 {
     uint8_t *end;
     for (;;) {
-        end = memmem(buf_begin(&c->in), buf_size(&c->in), "\r\n\r\n", 4);
+        end = buf_size(&c->in) ? memmem(buf_begin(&c->in), buf_size(&c->in), "\r\n\r\n", 4) : NULL;
         if (end) break;
         if (client_fill(c) <= 0) return -1;
     }

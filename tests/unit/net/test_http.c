@@ -163,6 +163,8 @@ static const bad_case bads[] = {
      413},
     {"bad chunk size", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
     {"space in target", "GET /a b HTTP/1.1\r\n\r\n", 400},
+    {"asterisk target", "OPTIONS * HTTP/1.1\r\n\r\n", 400},
+    {"target not starting with a slash", "GET *a HTTP/1.1\r\n\r\n", 400},
 };
 
 static void check_bad(const bad_case *b, size_t at)
