@@ -197,6 +197,59 @@ static void test_one_batch(void **state)
     st_collector_destroy(&c);
 }
 
+/* Two writes to one key in one batch: the later one wins on disk. */
+static void test_same_key_in_batch(void **state)
+{
+    store *s = ((fixture *)*state)->s;
+    st_collector c;
+    st_collector_init(&c);
+    store_req *r[4];
+    for (int i = 0; i < 2; i++) {
+        r[i] = store_req_new(i ? STORE_USER_UPDATE : STORE_USER_CREATE);
+        r[i]->tenant_id = "t";
+        r[i]->user = arena_alloc(&r[i]->arena, sizeof(*r[i]->user));
+        r[i]->user->id = "erin";
+        r[i]->user->name = i ? "Second" : "First";
+    }
+    for (int i = 2; i < 4; i++) {
+        r[i] = store_req_new(STORE_READ_SET);
+        r[i]->tenant_id = "t";
+        r[i]->user_id = "erin";
+        r[i]->event = arena_alloc(&r[i]->arena, sizeof(*r[i]->event));
+        r[i]->event->conv = "g:x";
+        r[i]->event->seq = i == 2 ? 5 : 9;
+    }
+    store__rdb_hold(s, true);
+    for (int i = 0; i < 4; i++) st_collector_submit(&c, s, r[i]);
+    store__rdb_hold(s, false);
+    st_collector_wait(&c, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(r[i]->status, PL_OK);
+        store_req_free(r[i]);
+    }
+    st_collector_destroy(&c);
+
+    store_req *g = store_req_new(STORE_USER_GET);
+    g->tenant_id = "t";
+    g->user_id = "erin";
+    assert_int_equal(store_call(s, g), PL_OK);
+    assert_string_equal(g->user->name, "Second");
+    store_req_free(g);
+    g = store_req_new(STORE_READ_GET);
+    g->tenant_id = "t";
+    g->user_id = "erin";
+    g->conv = "g:x";
+    assert_int_equal(store_call(s, g), PL_OK);
+    assert_int_equal(g->head, 9);
+    store_req_free(g);
+    g = store_req_new(STORE_USER_SEARCH); /* only the new name is indexed */
+    g->tenant_id = "t";
+    g->query = "first";
+    assert_int_equal(store_call(s, g), PL_OK);
+    assert_int_equal(g->n_users_out, 0);
+    store_req_free(g);
+}
+
 static store_req *inbox_read(store *s, const char *user, uint64_t after, uint32_t limit)
 {
     store_req *r = store_req_new(STORE_INBOX_READ);
@@ -447,6 +500,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_must_exist, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_key_in_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inbox_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_set, setup, teardown),
