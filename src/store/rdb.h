@@ -70,6 +70,7 @@ typedef struct store__rdb {
     uint64_t last_ts;
     bool failing;                  /* the last batch write failed */
     uint64_t reopen_at;            /* monotonic ms of the last reopen attempt */
+    uint64_t err_logged_at;        /* monotonic ms of the last failed-batch log */
     store__ctr *ctrs;              /* counter cache (uthash) */
     store__ctr *lru_first, *lru_last;
     size_t n_ctrs;
@@ -103,7 +104,8 @@ ProtobufCAllocator store__allocator(arena *a);
 int store__get(store__rdb *s, store_req *r, bool through_batch, const store__key *k,
                const ProtobufCMessageDescriptor *d, arena *a, void **out);
 
-/* Stage a put of a record, of raw bytes, or a delete in the batch. */
+/* Stage a put of a record, of raw bytes, or a delete in the batch.  Raw
+ * bytes must stay valid until the batch ends (scratch arena or static). */
 void store__put(store__rdb *s, const store__key *k, const void *msg);
 void store__put_raw(store__rdb *s, const store__key *k, const char *v, size_t n);
 void store__del(store__rdb *s, const store__key *k);

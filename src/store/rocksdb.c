@@ -17,10 +17,27 @@
  *          ──> completions: one chain per reply_to mailbox
  *
  * A batch holds at most max_batch writes; reads ride along with the writes
- * around them.  If the batch write fails, every write of the batch fails
- * with PL_UNAVAILABLE, nothing is applied (RocksDB writes a batch
- * atomically) and the counter cache is dropped, so numbers are reloaded
- * from what is on disk.  No other cache holds state derived from writes.
+ * around them.  Staged writes are handed to RocksDB sorted by key, which
+ * makes the memtable inserts several times cheaper (store__fill_batch).
+ *
+ * Failures.  If the batch write fails, every write of the batch fails with
+ * PL_UNAVAILABLE, nothing is applied (RocksDB writes a batch atomically)
+ * and the counter cache is dropped, so numbers are reloaded from what is
+ * on disk; the overlay only ever lives for one batch.  RocksDB then
+ * refuses writes until reopened, so the next batches reopen it, at most
+ * once a second, until that succeeds (store__rdb_reopen):
+ *
+ *     healthy ──a batch write fails──> failing (writes fail, reads work)
+ *        ^                                  │ next batch, 1 s after the
+ *        │ rocksdb_open succeeds            v last attempt
+ *        └──────────────────────────── reopening ──open fails──> closed
+ *                                           ^                      │
+ *                                           └─── next batch, 1 s ──┘
+ *
+ *     closed: no database handle; every request gets PL_UNAVAILABLE.
+ *
+ * RocksDB's own info LOG goes to /dev/shm, not the data disk (see
+ * store__rdb_options for why).
  *
  * Key layout.  Keys are a family byte and components: strings end with a
  * NUL (a C string cannot contain one, so components never run into each
@@ -120,7 +137,7 @@ static void store__ov_set(store__rdb *s, const store__key *k, const char *v, siz
         o->klen = k->len;
         HASH_ADD_KEYPTR(hh, s->overlay, o->key, o->klen, o);
     }
-    o->val = v ? arena_memdup(&s->scratch, v, n ? n : 1) : NULL;
+    o->val = v;
     o->vlen = n;
 }
 
@@ -161,9 +178,20 @@ static void *store__decode(store_req *r, const ProtobufCMessageDescriptor *d, ar
     return m;
 }
 
+/* Keys are built from validated ids and always fit; a key that did not
+ * would alias a shorter one, so it is a bug worth stopping for. */
+static void store__key_check(const store__key *k)
+{
+    if (k->overflow) {
+        log_error("store: key of family %c overflowed", k->b[0]);
+        abort();
+    }
+}
+
 int store__get(store__rdb *s, store_req *r, bool through_batch, const store__key *k,
                const ProtobufCMessageDescriptor *d, arena *a, void **out)
 {
+    store__key_check(k);
     if (through_batch && s->overlay) {
         store__ov *o = NULL;
         HASH_FIND(hh, s->overlay, k->b, k->len, o);
@@ -206,6 +234,7 @@ void store__put(store__rdb *s, const store__key *k, const void *msg)
  */
 static void store__stage(store__rdb *s, const store__key *k, const char *v, size_t n, bool del)
 {
+    store__key_check(k);
     if (s->n_ops == s->ops_cap) {
         s->ops_cap = s->ops_cap ? 2 * s->ops_cap : 1024;
         s->ops = pl_realloc(s->ops, s->ops_cap * sizeof(*s->ops));
@@ -254,6 +283,8 @@ void store__del(store__rdb *s, const store__key *k)
 
 void store__iter_open(store__rdb *s, store__iter *it, const store__key *lo, const store__key *hi)
 {
+    store__key_check(lo);
+    store__key_check(hi);
     it->ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_lower_bound(it->ro, lo->b, lo->len);
     rocksdb_readoptions_set_iterate_upper_bound(it->ro, hi->b, hi->len);
@@ -421,7 +452,11 @@ static void store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
         atomic_fetch_add_explicit(&s->st_writes, nw, memory_order_relaxed);
         if (err) {
             store__oneline(err);
-            log_error("store: batch write failed: %s", err);
+            uint64_t mono = clock_mono_ms();
+            if (!s->failing || mono - s->err_logged_at >= 1000) {
+                log_error("store: batch write failed: %s", err);
+                s->err_logged_at = mono;
+            }
             s->failing = true;
             for (size_t i = 0; i < n; i++) {
                 store_req *r = reqs[i];
