@@ -216,8 +216,9 @@ static void test_small_limits(void **state)
 
     enum { N = 40, CONVS = 5 };
     static const char *convs[CONVS] = {"g:a", "g:b", "g:c", "g:d", "g:e"};
-    static const char *users[CONVS][2] = {{"u1", "u2"}, {"u2", "u3"}, {"u3", "u4"},
-                                          {"u4", "u5"}, {"u5", "u1"}};
+    static const char *users[CONVS][3] = {{"u1", "u2", NULL}, {"u2", "u3", NULL},
+                                          {"u3", "u4", NULL}, {"u4", "u5", NULL},
+                                          {"u5", "u1", NULL}};
     for (int round = 0; round < 2; round++) {
         st_collector c;
         st_collector_init(&c);
@@ -227,7 +228,6 @@ static void test_small_limits(void **state)
         store__rdb_hold(s, true);
         for (int i = 0; i < N; i++) {
             r[i] = st_append_req("t", convs[i % CONVS], "u1", "x", NULL, users[i % CONVS]);
-            r[i]->append.n_rcpt = 2;
             st_collector_submit(&c, s, r[i]);
         }
         store__rdb_hold(s, false);
