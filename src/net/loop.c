@@ -301,6 +301,9 @@ static void apply_defaults(net_config *c)
     if (!c->max_header) c->max_header = 16u << 10;
     if (!c->max_body) c->max_body = 1u << 20;
     if (!c->max_outbound) c->max_outbound = 4u << 20;
+    /* Whole buffers are handed to libuv, whose lengths are 32-bit. */
+    if (c->max_frame > (1u << 30)) c->max_frame = 1u << 30;
+    if (c->max_outbound > (1u << 30)) c->max_outbound = 1u << 30;
 }
 
 int net_start(net **out, const net_config *cfg, const net_callbacks *cb, char *err, size_t errlen)

@@ -19,19 +19,44 @@
  * outbound queue; the worker writes every queued connection once per loop
  * iteration (one writev per connection per iteration).  The queue is
  * bounded (max_outbound): a connection past the bound is closed as a slow
- * consumer (WebSocket close code 4008) and net_send returns -1.
+ * consumer (WebSocket close code 4008) and net_send returns -1.  (One HTTP
+ * response may be larger than the bound on its own.)
  *
- * Connection states (function behind each arrow):
+ * Connection states (the function behind each arrow):
  *
- *   accepted --(HTTP request)--> on_http ... net_http_respond --> accepted (keep-alive)
- *      |  \
- *      |   `--(GET with Upgrade: websocket)--> on_ws_upgrade == 0 --> open (WS)
- *      `--(TCP port)--> open (TCP)
- *   open --(message)--> on_message;  open --net_close/timeout/error/peer--> closing
- *   closing --(queue flushed or 1 s)--> closed: on_close, then the conn is freed
+ *   main thread: accept4, per-IP limits --mail--> worker: net__conn_accept
  *
- * A connection is freed only after on_close returned; the app must drop its
- * pointer there.
+ *   HTTP port:
+ *   READ --whole request--> APP: on_http; reading paused
+ *   APP --net_http_respond, keep-alive--> READ (next, possibly pipelined, request)
+ *   READ --GET + Upgrade: websocket, on_ws_upgrade == 0: 101--> OPEN (NET_WS), on_open
+ *   TCP port:
+ *   accepted --> OPEN (NET_TCP), on_open
+ *
+ *   OPEN --whole message--> on_message
+ *   any --net_close / idle or head timeout / protocol error / response with
+ *         Connection: close / slow consumer / peer EOF with output queued--> CLOSING
+ *   CLOSING --queue written, WS close frame last (net__conn_flush)--> LINGER:
+ *         FIN sent, input discarded until the peer closes
+ *   LINGER --peer EOF--> CLOSED
+ *   CLOSING, LINGER --1 s after entering CLOSING (the worker's sweep)--> CLOSED
+ *   any --peer reset, I/O error, peer EOF with nothing queued--> CLOSED
+ *   CLOSED (net__conn_close_now): on_close, then the conn is freed
+ *
+ * on_close runs exactly once for every connection, HTTP ones included, even
+ * one that never reached on_http or on_open.  A connection is freed only
+ * after on_close returned; the app must drop its pointer there.
+ *
+ * Limits.  Size limits of 0 in net_config take defaults (max_frame 1 MiB,
+ * max_header 16 KiB, max_body 1 MiB, max_outbound 4 MiB); timeouts of 0 and
+ * max_conns_per_ip 0 disable the check; conn_rate_per_ip <= 0 means no
+ * rate limit.  Connections refused by the per-IP limits are closed as soon
+ * as they are accepted, on either port.
+ *
+ * Memory.  An idle connection holds about 420 bytes here (its struct with
+ * libuv's handle) and no buffer; buffers, the HTTP parser and the wslay
+ * context exist while traffic flows and are released about a second after
+ * it stops (see conn.c and ws.c).
  */
 #ifndef PARLEY_NET_NET_H
 #define PARLEY_NET_NET_H
@@ -89,8 +114,12 @@ bool net_query_get(const char *query, const char *key, char *out, size_t outlen)
 
 typedef struct net_callbacks {
     void *ud;
-    /* On each worker's thread, before it accepts anything / after it stopped.
-     * worker_start returns the worker's app data (net_worker_data). */
+    /* On each worker's thread, before it accepts anything / after its last
+     * connection closed during net_stop.  worker_start returns the worker's
+     * app data (net_worker_data); net_start returns after every worker ran
+     * it.  Mails posted to a worker after worker_stop still run: on the
+     * worker's thread, or in net_free (on its caller's thread) once the
+     * worker's thread has ended. */
     void *(*worker_start)(net_worker *w, void *ud);
     void (*worker_stop)(net_worker *w, void *wdata);
     /* A complete HTTP request that is not a WebSocket upgrade.  Reading from
@@ -103,9 +132,11 @@ typedef struct net_callbacks {
     /* A WebSocket (after the handshake) or TCP connection is open. */
     void (*on_open)(net_conn *c);
     /* One whole message: a WebSocket text (binary=false) or binary message,
-     * or one TCP frame (binary=true).  Text is valid UTF-8 (checked). */
+     * or one TCP frame (binary=true).  Text is valid UTF-8 (checked).  data
+     * is valid only during the callback (never NULL, even when len is 0). */
     void (*on_message)(net_conn *c, bool binary, const uint8_t *data, size_t len);
-    /* The connection is closing; it is freed when this returns. */
+    /* The connection is closed (once per connection, whatever ended it);
+     * it is freed when this returns.  net_send returns -1 from here on. */
     void (*on_close)(net_conn *c);
 } net_callbacks;
 
@@ -133,7 +164,8 @@ int net_start(net **out, const net_config *cfg, const net_callbacks *cb, char *e
 int net_http_port(const net *n);
 int net_tcp_port(const net *n);
 
-/* The main thread's libuv loop (uv_loop_t *), for signals and timers. */
+/* The main thread's libuv loop (uv_loop_t *), for signals and timers.
+ * Close your own handles on it before net_free. */
 void *net_main_loop(net *n);
 
 /* Run the main loop until net_stop has been called and all is closed. */
@@ -143,12 +175,17 @@ void net_run(net *n);
 void net_stop_accepting(net *n);
 
 /* From the main thread: close every connection (WebSocket code `code`),
- * stop the workers, join them, and let net_run return.  Idempotent. */
+ * stop the workers, join them, and let net_run return.  An HTTP request
+ * still with on_http gets up to 1 s to be answered (with Connection:
+ * close).  Returns at once; the rest happens while net_run runs.
+ * Idempotent. */
 void net_stop(net *n, uint16_t code);
 
-/* Free what net_start allocated, after net_run returned. */
+/* Free what net_start allocated, after net_run returned (if net_stop was
+ * not called, net_free stops the workers first). */
 void net_free(net *n);
 
+/* These worker functions may be called from any thread. */
 size_t net_worker_count(const net *n);
 net_worker *net_worker_at(net *n, size_t i);
 size_t net_worker_index(const net_worker *w);
@@ -176,8 +213,10 @@ int net_send(net_conn *c, bool binary, const void *data, size_t len);
 void net_http_respond(net_conn *c, int status, const char *content_type,
                       const char *extra_headers, const void *body, size_t len);
 
-/* Close after the queued output is written (at most 1 s later). WS sends a
- * close frame with code and reason first.  Idempotent. */
+/* Close after the queued output is written and the peer saw our FIN (at
+ * most 1 s later). WS sends a close frame with code and reason (cut to 123
+ * bytes) first; a code that may not be sent on the wire (0, 1005, 1006...)
+ * sends a close frame without a code.  Idempotent. */
 void net_close(net_conn *c, uint16_t code, const char *reason);
 
 #endif

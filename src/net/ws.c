@@ -13,6 +13,8 @@
  * peer's close.  wslay queues those control frames; wslay_event_send, run
  * right after each frame, hands them to send_cb, which appends them whole to
  * the same outbound buffer as everything else, so frames never interleave.
+ * The peer's close is answered by wslay only: when it arrives the
+ * connection is still OPEN, so the reply goes out, then CLOSING follows.
  * When wslay stops reading (close received, or a violation it answered with
  * 1002/1007/1009) the connection enters CLOSING behind that close frame.
  *
@@ -110,9 +112,14 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *out, size_t len, in
     return (ssize_t)n;
 }
 
+/* Control frames from wslay.  Always takes every byte, so frames never
+ * interleave; they count against max_outbound like everything else (a
+ * client that pings without reading is a slow consumer too), and once the
+ * connection is closing they are dropped. */
 static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *ud)
 {
     net_conn *c = ud;
+    if (c->state != NET__S_OPEN || net__conn_out_room(c, len)) return (ssize_t)len;
     buf_append(&c->out, data, len);
     net__conn_mark_dirty(c);
     return (ssize_t)len;

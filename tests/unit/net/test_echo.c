@@ -815,6 +815,49 @@ static void test_ws_slow_consumer(void **state)
     assert_int_equal(op, NET__WS_CLOSE);
     assert_int_equal(close_code(&p), NET_CLOSE_SLOW);
     assert_true(frames > 2);
+    print_message("slow consumer: %zu frames of %zu bytes before the close\n", frames, sizeof flood_msg);
+    buf_free(&p);
+    assert_true(client_closed(&c));
+    client_close(&c);
+}
+
+/* Pongs count against the bound too: a client that pings without reading
+ * is closed as a slow consumer. */
+static void test_ws_ping_flood(void **state)
+{
+    client c;
+    client_open(&c, srv.http_port, 4096);
+    char req[512];
+    snprintf(req, sizeof req,
+             "GET /v1/ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             ws_key);
+    client_sends(&c, req);
+    char head[512];
+    buf body = {0};
+    assert_int_equal(http_response(&c, head, sizeof head, &body), 101);
+    buf_free(&body);
+    /* 500 pings of 125 bytes (mask 0) per write, 8 MB in all. */
+    enum { PINGS = 500, FRAME = 2 + 4 + 125 };
+    uint8_t *batch = calloc(PINGS, FRAME);
+    for (int i = 0; i < PINGS; i++) {
+        batch[i * FRAME] = 0x89;
+        batch[i * FRAME + 1] = 0x80 | 125;
+    }
+    for (int i = 0; i < 122; i++) client_send(&c, batch, (size_t)PINGS * FRAME);
+    free(batch);
+    unsigned op;
+    buf p = {0};
+    size_t pongs = 0;
+    for (;;) {
+        assert_int_equal(ws_recv(&c, &op, &p), 0);
+        if (op != NET__WS_PONG) break;
+        assert_int_equal(buf_size(&p), 125);
+        pongs++;
+    }
+    assert_int_equal(op, NET__WS_CLOSE);
+    assert_int_equal(close_code(&p), NET_CLOSE_SLOW);
+    assert_true(pongs < 122 * PINGS);
     buf_free(&p);
     assert_true(client_closed(&c));
     client_close(&c);
@@ -1116,6 +1159,7 @@ int main(void)
         cmocka_unit_test(test_http_errors),    cmocka_unit_test(test_http_slowloris),
         cmocka_unit_test(test_ws_echo),        cmocka_unit_test(test_ws_violations),
         cmocka_unit_test(test_ws_refused),     cmocka_unit_test(test_ws_slow_consumer),
+        cmocka_unit_test(test_ws_ping_flood),
         cmocka_unit_test(test_tcp_echo),       cmocka_unit_test(test_bind_error),
     };
     const struct CMUnitTest own[] = {
