@@ -45,6 +45,7 @@ typedef struct store__rdb {
     char *path;                    /* DATA/rocksdb */
     size_t max_batch;
     size_t ctr_max;                /* counter cache entries kept between batches */
+    bool shm_log;                  /* RocksDB's LOG is in /dev/shm */
 
     rocksdb_t *db;
     rocksdb_options_t *opts;

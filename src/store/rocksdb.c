@@ -70,6 +70,8 @@
  * happens only between batches, when the two agree.
  */
 #include <errno.h>
+#include <glob.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -549,9 +551,43 @@ void store__rdb_hold(store *base, bool hold)
 
 /* ---- open and close ---- */
 
+/*
+ * Remove the LOG files RocksDB kept in /dev/shm for this database, once it
+ * is closed, so temporary data directories (tests, benchmarks) leave no
+ * memory behind.  RocksDB names them after the absolute database path,
+ * keeping [A-Za-z0-9._-] and turning every other byte but a leading one
+ * into '_'; if this flattening ever differs from RocksDB's, the files are
+ * merely left in place.
+ */
+static void store__rdb_drop_logs(const store__rdb *s)
+{
+    char abs[PATH_MAX], name[PATH_MAX + 64];
+    if (!s->shm_log || !realpath(s->path, abs)) return;
+    size_t n = 0;
+    for (size_t i = 0; abs[i] && n < 400; i++) {
+        char c = abs[i];
+        bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '.' || c == '_';
+        if (keep) name[n++] = c;
+        else if (i > 0) name[n++] = '_';
+    }
+    name[n] = 0;
+    char pat[PATH_MAX + 96];
+    snprintf(pat, sizeof(pat), "/dev/shm/%s_LOG", name);
+    unlink(pat);
+    snprintf(pat, sizeof(pat), "/dev/shm/%s_LOG.old.*", name);
+    glob_t g;
+    if (glob(pat, GLOB_NOESCAPE, NULL, &g) == 0)
+        for (size_t i = 0; i < g.gl_pathc; i++) unlink(g.gl_pathv[i]);
+    globfree(&g);
+}
+
 static void store__rdb_free(store__rdb *s)
 {
-    if (s->db) rocksdb_close(s->db);
+    if (s->db) {
+        rocksdb_close(s->db);
+        store__rdb_drop_logs(s);
+    }
     if (s->wb) rocksdb_writebatch_destroy(s->wb);
     if (s->wo) rocksdb_writeoptions_destroy(s->wo);
     if (s->wo_lazy) rocksdb_writeoptions_destroy(s->wo_lazy);
@@ -584,10 +620,12 @@ static rocksdb_options_t *store__rdb_options(store__rdb *s)
      * header every open writes) would abort the process where the store
      * should fail writes with PL_UNAVAILABLE and reopen later.  RocksDB
      * cannot run without a LOG, so it goes to /dev/shm (memory), kept
-     * small: warnings and errors only, two files of at most 1 MiB.
+     * small: warnings and errors only, two files of at most 1 MiB, removed
+     * when the store is closed (store__rdb_drop_logs).
      * Without /dev/shm it stays in the database directory with fatal
      * messages only, which leaves just the header of each open. */
-    if (access("/dev/shm", W_OK) == 0) {
+    s->shm_log = access("/dev/shm", W_OK) == 0;
+    if (s->shm_log) {
         rocksdb_options_set_db_log_dir(o, "/dev/shm");
         rocksdb_options_set_info_log_level(o, 2 /* WARN_LEVEL */);
     } else {
