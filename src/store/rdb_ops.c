@@ -705,6 +705,16 @@ static void op_inbox_head(store__rdb *s, store_req *r)
     if (head) r->head = *head;
 }
 
+static void msg_from_rec(store_msg *m, const char *conv, uint64_t seq, const Parley__Rec__Msg *rec)
+{
+    m->conv = conv;
+    m->seq = seq;
+    m->from = rec->from;
+    m->text = rec->text ? rec->text : "";
+    m->cmid = rec->cmid;
+    m->ts = rec->ts;
+}
+
 static void op_history(store__rdb *s, store_req *r)
 {
     if (!need_id(r, "tenant id", r->tenant_id) || !need_id(r, "conv", r->conv)) return;
@@ -729,13 +739,39 @@ static void op_history(store__rdb *s, store_req *r)
         const char *val = rocksdb_iter_value(it.it, &vlen);
         Parley__Rec__Msg *rec = parley__rec__msg__unpack(&al, vlen, (const uint8_t *)val);
         if (klen != lo.len + 8 || !rec) continue;
-        store_msg *m = vec_push(&v);
-        m->conv = conv;
-        m->seq = store__get_u64(key + lo.len);
-        m->from = rec->from;
-        m->text = rec->text ? rec->text : "";
-        m->cmid = rec->cmid;
-        m->ts = rec->ts;
+        msg_from_rec(vec_push(&v), conv, store__get_u64(key + lo.len), rec);
+    }
+    r->more = rocksdb_iter_valid(it.it);
+    r->msgs = vec_finish(&v, &r->arena, &r->n_msgs);
+    store__iter_close(&it, r);
+}
+
+static void op_conv_read(store__rdb *s, store_req *r)
+{
+    if (!need_id(r, "tenant id", r->tenant_id) || !need_id(r, "conv", r->conv)) return;
+    uint32_t limit = store__limit(r->limit);
+    store__key prefix, lo, hi;
+    k_conv(&prefix, r->tenant_id, r->conv);
+    uint64_t *head = store__counter(s, r, &prefix);
+    if (!head) return;
+    r->head = *head;
+    if (r->after >= r->head) return;
+    lo = prefix;
+    store__key_u64(&lo, r->after + 1);
+    store__key_succ(&prefix, &hi);
+    store__iter it;
+    store__iter_open(s, &it, &lo, &hi);
+    vec v = {.size = sizeof(store_msg)};
+    ProtobufCAllocator al = store__allocator(&r->arena);
+    const char *conv = arena_strdup(&r->arena, r->conv);
+    rocksdb_iter_seek(it.it, lo.b, lo.len);
+    for (; rocksdb_iter_valid(it.it) && v.n < limit; rocksdb_iter_next(it.it)) {
+        size_t klen, vlen;
+        const char *key = rocksdb_iter_key(it.it, &klen);
+        const char *val = rocksdb_iter_value(it.it, &vlen);
+        Parley__Rec__Msg *rec = parley__rec__msg__unpack(&al, vlen, (const uint8_t *)val);
+        if (klen != prefix.len + 8 || !rec) continue;
+        msg_from_rec(vec_push(&v), conv, store__get_u64(key + prefix.len), rec);
     }
     r->more = rocksdb_iter_valid(it.it);
     r->msgs = vec_finish(&v, &r->arena, &r->n_msgs);
@@ -803,6 +839,7 @@ void store__exec_read(store__rdb *s, store_req *r)
     case STORE_HISTORY: op_history(s, r); break;
     case STORE_TOKEN_LIST: op_token_list(s, r); break;
     case STORE_READ_GET: op_read_get(s, r); break;
+    case STORE_CONV_READ: op_conv_read(s, r); break;
     default: store__fail(r, PL_BAD_REQUEST, "unknown op %d", (int)r->op); break;
     }
 }

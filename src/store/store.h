@@ -145,6 +145,9 @@ typedef enum store_op {
                               are purged) */
     STORE_READ_GET,        /* in: tenant_id, user_id, conv -> out: head = the user's
                               read position in conv (0 if never read) */
+    STORE_CONV_READ,       /* in: tenant_id, conv, after, limit -> out: msgs (seq >
+                              after) oldest first, more, head (the conversation's
+                              latest seq, 0 if none): channel sync, unread counts */
     STORE_OP_COUNT
 } store_op;
 

@@ -379,6 +379,53 @@ static void test_history(void **state)
     store_req_free(r);
 }
 
+static store_req *conv_read(store *s, const char *conv, uint64_t after, uint32_t limit)
+{
+    store_req *r = store_req_new(STORE_CONV_READ);
+    r->tenant_id = "t";
+    r->conv = conv;
+    r->after = after;
+    r->limit = limit;
+    assert_int_equal(store_call(s, r), PL_OK);
+    return r;
+}
+
+/* A channel's timeline read forward from a seq, as channel sync does. */
+static void test_conv_read(void **state)
+{
+    store *s = ((fixture *)*state)->s;
+    char text[32];
+    for (int i = 1; i <= 25; i++) {
+        snprintf(text, sizeof(text), "m%d", i);
+        store_req_free(st_append(s, "t", "g:chan", "bob", text, NULL, NULL));
+    }
+    store_req_free(st_append(s, "t", "g:chan2", "bob", "other", NULL, NULL));
+    uint64_t after = 0;
+    int pages = 0;
+    for (bool more = true; more; pages++) {
+        store_req *r = conv_read(s, "g:chan", after, 10);
+        assert_int_equal(r->head, 25);
+        for (size_t i = 0; i < r->n_msgs; i++) {
+            assert_int_equal(r->msgs[i].seq, ++after);
+            snprintf(text, sizeof(text), "m%d", (int)after);
+            assert_string_equal(r->msgs[i].text, text);
+            assert_string_equal(r->msgs[i].conv, "g:chan");
+        }
+        more = r->more;
+        store_req_free(r);
+    }
+    assert_int_equal(pages, 3);
+    assert_int_equal(after, 25);
+    store_req *r = conv_read(s, "g:chan", 25, 10);
+    assert_int_equal(r->n_msgs, 0);
+    assert_false(r->more);
+    store_req_free(r);
+    r = conv_read(s, "g:none", 0, 10);
+    assert_int_equal(r->n_msgs, 0);
+    assert_int_equal(r->head, 0);
+    store_req_free(r);
+}
+
 static uint64_t read_set(store *s, const char *user, const char *conv, uint64_t seq)
 {
     store_req *r = store_req_new(STORE_READ_SET);
@@ -503,6 +550,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_same_key_in_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inbox_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conv_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_appends, setup, teardown),
