@@ -21,17 +21,17 @@
  * to write (disk full, read-only), every write in it fails with
  * PL_UNAVAILABLE (except those already rejected as PL_BAD_REQUEST) and
  * nothing of it is applied; cached counters are dropped and reloaded from
- * disk.  A backend whose disk refused a write may keep refusing until it is
- * reopened.
+ * disk.  The embedded backend then reopens its database by itself once the
+ * disk takes writes again (it tries at most once a second); until then
+ * requests fail with PL_UNAVAILABLE.
  *
  * Completions.  All completions of a batch that go to the same `reply_to`
  * mailbox are posted to it in one chain, in submission order: one wake-up
  * per batch per consumer.
  *
  * Ordering and visibility.  Writes are executed in the order they were
- * submitted from one thread, and completions arrive on a mailbox in the
- * order their requests were submitted.  Writes of a batch see each other in
- * order:
+ * submitted (for one submitting thread, its order), and completions arrive
+ * on a mailbox in submission order too.  Writes of a batch see each other:
  * a write sees every write submitted before it (two appends to one
  * conversation in one batch get consecutive seqs; a repeated cmid in the
  * same batch is a dup; a user created earlier in the batch exists).  Reads
@@ -104,7 +104,7 @@ typedef struct store_tenant {
 
 typedef struct store_revoked {
     const char *jti;           /* token id */
-    uint64_t expires_at;       /* ms; the entry may be dropped after this */
+    uint64_t expires_at;       /* ms; the entry may be dropped after this (0: never) */
 } store_revoked;
 
 /* ---- requests ---- */
@@ -125,7 +125,8 @@ typedef enum store_op {
     STORE_USER_SEARCH,     /* in: tenant_id, query, limit -> out: users_out, n_users_out:
                               users whose id starts with query (bytewise) or whose
                               name starts with it (ASCII case-insensitive), sorted
-                              by id, at most limit */
+                              by id, at most limit.  Of name matches only the first
+                              10,000 in name order are considered. */
     STORE_MSG_APPEND,      /* see store_append below */
     STORE_EVENT_APPEND,    /* in: tenant_id, users, n_users, event (ts set if 0)
                               -> out: useqs (parallel to users) */
