@@ -1,0 +1,258 @@
+"""Crash safety end to end (issue 2, "Crash safety"; SPEC 2 Messaging:
+"Every message is stored durably before the sender's ack", gapless seqs,
+exactly-once retries).
+
+Client threads send over WS JSON, WS protobuf and TCP in several
+conversations, recording every send_ok; the server is killed with SIGKILL at
+a random moment while they send, and restarted on the same data directory.
+Then: every acknowledged message is in its conversation exactly once with
+the acknowledged seq, seqs are 1..N without gaps, each user's inbox is
+gapless and holds each of its messages exactly once; resending what was in
+flight stores nothing twice; and sending goes on from N+1.  Twice.
+"""
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+
+from parleytest import Closed, Server
+
+FAST = ["--msg-rate", "100000", "--msg-burst", "100000"]
+
+USERS = ["u0", "u1", "u2", "u3", "u4"]
+
+# (sender, device, transport, recipient)
+SENDERS = [
+    ("u0", "web", "ws-json", "u1"),
+    ("u1", "web", "ws-pb", "u0"),        # the same conversation from the other side
+    ("u2", "desktop", "tcp", "u3"),
+    ("u0", "desktop", "tcp", "u2"),      # u0's second device, another conversation
+    ("u4", "ios", "ws-json", "u4"),      # a note to self: one inbox entry per message
+    ("u3", "android", "ws-pb", "u1"),
+]
+
+
+def conv_of(a, b):
+    a, b = sorted((a, b))
+    return "dm:%s:%s" % (a, b)
+
+
+def connect(server, token, device, transport):
+    if transport == "tcp":
+        c = server.tcp()
+    else:
+        c = server.ws(binary=(transport == "ws-pb"))
+    r = c.call({"login": {"token": token, "device": device}})
+    assert "login_ok" in r, r
+    return c
+
+
+class Sender(threading.Thread):
+    """Sends with up to `window` requests in flight until the connection dies."""
+
+    def __init__(self, conn, user, to, prefix, window=8):
+        super().__init__(daemon=True)
+        self.conn, self.user, self.to, self.prefix, self.window = conn, user, to, prefix, window
+        self.acked = {}        # cmid -> seq
+        self.in_flight = {}    # frame id -> cmid
+        self.error = None
+
+    def run(self):
+        n = 0
+        next_id = 1
+        try:
+            while True:
+                while len(self.in_flight) < self.window:
+                    cmid = "%s-%d" % (self.prefix, n)
+                    n += 1
+                    self.conn.send({"id": next_id, "send": {"to": self.to, "cmid": cmid,
+                                                            "text": "%s says %s" % (self.user, cmid)}})
+                    self.in_flight[next_id] = cmid
+                    next_id += 1
+                f = self.conn.recv(10)
+                if not f or f.get("id") not in self.in_flight:
+                    continue
+                cmid = self.in_flight.pop(f["id"])
+                if "send_ok" not in f:
+                    self.error = f
+                    return
+                ok = f["send_ok"]
+                assert ok["conv"] == conv_of(self.user, self.to)
+                self.acked[cmid] = ok["seq"]
+        except (Closed, OSError, ValueError, TimeoutError):
+            return      # the server died (socket errors) or went silent
+
+
+def history_all(c, conv):
+    """Every message of conv, oldest first (paging backwards)."""
+    msgs, before = [], 0
+    while True:
+        q = {"conv": conv, "limit": 1000}
+        if before:
+            q["before_seq"] = before
+        r = c.call({"history": q})["history_ok"]
+        page = r.get("msgs", [])
+        msgs += page
+        if not r.get("more") or not page:
+            break
+        before = page[-1]["seq"]
+    return list(reversed(msgs))
+
+
+def inbox_all(c):
+    entries, useq = [], 0
+    while True:
+        r = c.call({"sync": {"useq": useq, "limit": 1000}})["sync_ok"]
+        page = r.get("entries", [])
+        entries += page
+        if page:
+            useq = page[-1]["useq"]
+        if not r.get("more"):
+            return entries, r.get("useq", 0)
+
+
+def verify(server, tokens, acked, in_flight_cmids, what):
+    """Check the store after a restart; returns {conv: N}."""
+    convs = sorted({conv_of(s, r) for s, _, _, r in SENDERS})
+    readers = {u: connect(server, tokens[u], "cli", "ws-pb") for u in USERS}
+    counts = {}
+    by_conv = {}
+    for conv in convs:
+        a = conv.split(":")[1]
+        msgs = history_all(readers[a], conv)
+        seqs = [m["seq"] for m in msgs]
+        assert seqs == list(range(1, len(seqs) + 1)), "%s: %s seqs not gapless: %s" % (
+            what, conv, seqs)
+        cmids = [(m["from"], m["cmid"]) for m in msgs]
+        assert len(cmids) == len(set(cmids)), "%s: %s has a duplicate cmid" % (what, conv)
+        stored = {(m["from"], m["cmid"]): m for m in msgs}
+        for (sender, cmid), (c, seq) in acked.items():
+            if c != conv:
+                continue
+            m = stored.get((sender, cmid))
+            assert m is not None, "%s: acked %s/%s (seq %d) lost from %s" % (
+                what, sender, cmid, seq, conv)
+            assert m["seq"] == seq, "%s: %s acked as seq %d, stored as %d" % (
+                what, cmid, seq, m["seq"])
+            assert m["text"] == "%s says %s" % (sender, cmid)
+        for key in stored:
+            assert key in acked or key in in_flight_cmids, "%s: %s stored but never sent" % (
+                what, key)
+        counts[conv] = len(msgs)
+        by_conv[conv] = {(m["conv"], m["seq"]) for m in msgs}
+    for u in USERS:
+        entries, head = inbox_all(readers[u])
+        useqs = [e["useq"] for e in entries]
+        assert useqs == list(range(1, len(useqs) + 1)), "%s: inbox of %s not gapless" % (
+            what, u)
+        assert head == len(useqs)
+        got = [(e["msg"]["conv"], e["msg"]["seq"]) for e in entries]
+        assert len(got) == len(set(got)), "%s: inbox of %s has duplicates" % (what, u)
+        want = set()
+        for conv, keys in by_conv.items():
+            if u in conv.split(":")[1:]:
+                want |= keys
+        assert set(got) == want, "%s: inbox of %s differs from its conversations: " \
+            "missing %s, extra %s" % (what, u, sorted(want - set(got))[:5],
+                                      sorted(set(got) - want)[:5])
+        # per conversation the inbox order follows the seq order
+        for conv in by_conv:
+            seqs = [s for c, s in got if c == conv]
+            assert seqs == sorted(seqs)
+    for c in readers.values():
+        c.close()
+    return counts
+
+
+def run_round(server, tokens, prefix, rng):
+    conns = []
+    senders = []
+    for i, (user, device, transport, to) in enumerate(SENDERS):
+        c = connect(server, tokens[user], device, transport)
+        conns.append(c)
+        senders.append(Sender(c, user, to, "%s-%d" % (prefix, i)))
+    for s in senders:
+        s.start()
+    # let some messages through, then kill at a random moment
+    deadline = time.time() + 20
+    while sum(len(s.acked) for s in senders) < 60:
+        assert time.time() < deadline, "senders made no progress:\n" + server.log()
+        assert all(s.is_alive() or s.error for s in senders)
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 0.4))
+    server.check_log()
+    server.kill()
+    for s in senders:
+        s.join(15)
+        assert not s.is_alive(), "a sender hung after the server died"
+        assert s.error is None, s.error
+    acked, in_flight = {}, set()
+    for (user, _, _, to), s in zip(SENDERS, senders):
+        for cmid, seq in s.acked.items():
+            acked[(user, cmid)] = (conv_of(user, to), seq)
+        for cmid in s.in_flight.values():
+            in_flight.add((user, cmid))
+    for c in conns:
+        try:
+            c.sock.close()
+        except OSError:
+            pass
+    return acked, in_flight
+
+
+def test_kill_9_while_sending_twice():
+    """Issue 2 crash safety: SIGKILL during sends, restart, nothing acked is
+    lost, nothing is stored twice, seqs and inboxes gapless; twice over."""
+    seed = int.from_bytes(os.urandom(4), "big")
+    rng = random.Random(seed)
+    data = tempfile.mkdtemp(prefix="parley-crash-")
+    try:
+        s = Server(*FAST, data=data).start()
+        tokens = {u: s.signup(u) for u in USERS}
+        all_acked, all_flight = {}, set()
+        for rnd in range(2):
+            acked, in_flight = run_round(s, tokens, "r%d" % rnd, rng)
+            all_acked.update(acked)
+            all_flight |= in_flight
+            what = "round %d (seed %d)" % (rnd, seed)
+            s = Server(*FAST, data=data).start()
+            counts = verify(s, tokens, all_acked, all_flight, what)
+            assert sum(counts.values()) >= len(all_acked)
+            # resending what was in flight stores nothing twice
+            resender = {}
+            for i, (user, device, transport, to) in enumerate(SENDERS):
+                prefix = "r%d-%d-" % (rnd, i)
+                mine = sorted(c for u, c in in_flight if u == user and c.startswith(prefix))
+                if not mine:
+                    continue
+                if user not in resender:
+                    resender[user] = connect(s, tokens[user], "bot", "ws-json")
+                c = resender[user]
+                for cmid in mine:
+                    r = c.call({"send": {"to": to, "cmid": cmid,
+                                         "text": "%s says %s" % (user, cmid)}})
+                    ok = r["send_ok"]
+                    if (user, cmid) in all_acked:
+                        assert ok["seq"] == all_acked[(user, cmid)][1]
+                    all_acked[(user, cmid)] = (ok["conv"], ok["seq"])
+            for c in resender.values():
+                c.close()
+            counts = verify(s, tokens, all_acked, all_flight, what + " after resends")
+            all_flight = set()
+        # sending goes on from N+1 in every conversation
+        for i, (user, device, transport, to) in enumerate(SENDERS):
+            c = connect(s, tokens[user], device, transport)
+            conv = conv_of(user, to)
+            r = c.call({"send": {"to": to, "text": "after", "cmid": "final-%d" % i}})
+            assert r["send_ok"]["seq"] == counts[conv] + 1, (conv, r, counts)
+            counts[conv] += 1
+            c.close()
+        s.stop()
+    finally:
+        try:
+            s.kill()
+        except Exception:
+            pass
+        shutil.rmtree(data, ignore_errors=True)
