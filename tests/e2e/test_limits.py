@@ -416,7 +416,7 @@ def test_slow_consumer_is_disconnected_and_loses_nothing():
         r = slow.call({"login": {"token": tb}})
         assert "login_ok" in r
         a = s.login_ws(ta, binary=True)
-        text = "s" * 9000
+        text = "中" * 9990          # 30 KB a message: 9 MB in all, past any kernel buffer
         sent = {}
         window = 64
         next_i = 0
@@ -452,12 +452,12 @@ def test_slow_consumer_is_disconnected_and_loses_nothing():
         assert code in (None, 4008), code
         assert got < n_msgs
         # nothing is lost: sync from 0 returns every message, in order
-        # (pages of 5: 45 KB, under the 64 KiB bound)
+        # (pages of one 30 KB message, under the 64 KiB bound)
         b = s.login_ws(tb, binary=True)
         assert b.login_ok["useq"] == n_msgs
         useq, texts = 0, []
         while True:
-            r = b.call({"sync": {"useq": useq, "limit": 5}})["sync_ok"]
+            r = b.call({"sync": {"useq": useq, "limit": 1}})["sync_ok"]
             for e in r.get("entries", []):
                 assert e["useq"] == useq + 1
                 useq = e["useq"]
