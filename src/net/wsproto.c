@@ -8,8 +8,9 @@
  *     its context can be released between messages, see ws.c), and so a
  *     frame above max_frame is refused from its header, before its payload
  *     is buffered.  It also rejects what wslay would answer with a close
- *     frame without a status: a control frame that is fragmented or longer
- *     than 125 bytes, and a 64-bit length with the top bit set.
+ *     frame without a status, or accept: a control frame that is
+ *     fragmented or longer than 125 bytes, a close frame with a 1-byte
+ *     body, and a 64-bit length with the top bit set.
  *   - net__ws_frame_header writes the header of a server frame, so data
  *     frames are encoded straight into the outbound buffer.
  *   - the close payload, and the handshake's key check and accept key.
@@ -29,6 +30,9 @@ int net__ws_frame_scan(const uint8_t *p, size_t n, size_t max, size_t *total)
     unsigned len7 = p[1] & 0x7f;
     bool control = opcode & 0x8;
     if (control && (!fin || len7 > 125)) return NET__SCAN_PROTO;
+    /* A close body is empty or starts with a 2-byte code (RFC 6455 5.5.1);
+     * wslay would take a 1-byte body as "no code" and close cleanly. */
+    if (opcode == NET__WS_CLOSE && len7 == 1) return NET__SCAN_PROTO;
 
     size_t hlen = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (masked ? 4 : 0);
     if (n < hlen) return NET__SCAN_MORE;
