@@ -44,6 +44,8 @@ typedef struct chat_config {
     const char *admin_token;       /* NULL or "": generated into DATA/admin.token */
     uint64_t token_ttl_ms;         /* lifetime of issued tokens */
     uint32_t max_text;             /* code points per message (10,000) */
+    size_t max_page_bytes;         /* sync/history replies stop near this size
+                                      (at least one entry; 0: no bound) */
     uint32_t login_timeout_ms;     /* a connection must log in within this */
     double msg_rate, msg_burst;    /* per user, unless the tenant sets its own */
     double login_rate_ip, login_burst_ip;    /* login attempts per IP */

@@ -69,6 +69,35 @@ static uint32_t page_limit(bool has, uint32_t v, uint32_t def)
     return v > PAGE_MAX ? PAGE_MAX : v;
 }
 
+/* About the bytes a string takes in a reply, counting JSON's escapes. */
+static size_t str_cost(const char *s)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++)
+        n += *p < 0x20 ? 6 : (*p == '"' || *p == '\\') ? 2 : 1;
+    return n;
+}
+
+static size_t msg_cost(const store_msg *m)
+{
+    return 96 + str_cost(m->conv) + str_cost(m->from) + str_cost(m->text) + str_cost(m->cmid);
+}
+
+/* How many of the n messages/entries a page keeps: all, or as many as fit
+ * max_page_bytes (at least one), so that one reply never outgrows the
+ * connection's outbound bound; the caller then says `more`. */
+static size_t page_fit(chat *ch, const store_msg *const *msgs, size_t n)
+{
+    size_t budget = ch->cfg.max_page_bytes, used = 0;
+    if (!budget) return n;
+    for (size_t i = 0; i < n; i++) {
+        size_t cost = msgs[i] ? msg_cost(msgs[i]) : 96;
+        if (i && used + cost > budget) return i;
+        used += cost;
+    }
+    return n;
+}
+
 /* ---- send ---- */
 
 static void sent(chat_call *c, store_req *r)
@@ -203,10 +232,13 @@ static void synced(chat_call *c, store_req *r)
         call_err(c, PL_UNAVAILABLE, "store unavailable, retry later");
         return;
     }
+    const store_msg **sm = arena_alloc(&r->arena, (r->n_entries + 1) * sizeof *sm);
+    for (size_t i = 0; i < r->n_entries; i++) sm[i] = r->entries[i].msg;
+    size_t n = page_fit(c->c, sm, r->n_entries);
     Parley__SyncOk ok = PARLEY__SYNC_OK__INIT;
-    ok.n_entries = r->n_entries;
-    ok.entries = arena_alloc(&r->arena, (r->n_entries + 1) * sizeof *ok.entries);
-    for (size_t i = 0; i < r->n_entries; i++) {
+    ok.n_entries = n;
+    ok.entries = arena_alloc(&r->arena, (n + 1) * sizeof *ok.entries);
+    for (size_t i = 0; i < n; i++) {
         const store_entry *se = &r->entries[i];
         Parley__Entry *e = arena_alloc(&r->arena, sizeof *e);
         parley__entry__init(e);
@@ -224,7 +256,7 @@ static void synced(chat_call *c, store_req *r)
         ok.entries[i] = e;
     }
     ok.has_more = true;
-    ok.more = r->more;
+    ok.more = r->more || n < r->n_entries;
     ok.has_useq = true;
     ok.useq = r->head;
     call_ok(c, &ok.base);
@@ -248,16 +280,19 @@ static void history_read(chat_call *c, store_req *r)
         call_err(c, PL_UNAVAILABLE, "store unavailable, retry later");
         return;
     }
+    const store_msg **sm = arena_alloc(&r->arena, (r->n_msgs + 1) * sizeof *sm);
+    for (size_t i = 0; i < r->n_msgs; i++) sm[i] = &r->msgs[i];
+    size_t n = page_fit(c->c, sm, r->n_msgs);
     Parley__HistoryOk ok = PARLEY__HISTORY_OK__INIT;
-    ok.n_msgs = r->n_msgs;
-    ok.msgs = arena_alloc(&r->arena, (r->n_msgs + 1) * sizeof *ok.msgs);
-    for (size_t i = 0; i < r->n_msgs; i++) {
+    ok.n_msgs = n;
+    ok.msgs = arena_alloc(&r->arena, (n + 1) * sizeof *ok.msgs);
+    for (size_t i = 0; i < n; i++) {
         ok.msgs[i] = arena_alloc(&r->arena, sizeof *ok.msgs[i]);
         msg_from_store(ok.msgs[i], &r->msgs[i]);
         ok.msgs[i]->has_useq = false;
     }
     ok.has_more = true;
-    ok.more = r->more;
+    ok.more = r->more || n < r->n_msgs;
     call_ok(c, &ok.base);
 }
 
