@@ -512,3 +512,41 @@ def test_no_secrets_in_log():
             for part in secret.split("."):
                 if len(part) >= 24:
                     assert part not in text
+
+
+def test_second_login_while_first_in_flight(server):
+    """SPEC 3 login: one login per connection; a second login sent before
+    the first is answered is refused (bad_request), the first succeeds."""
+    server.signup("alice")
+    tok = server.signup("bob")
+    c = server.ws()
+    c.send({"id": 1, "login": {"user": "alice", "password": "password1"}})
+    c.send({"id": 2, "login": {"token": tok}})
+    r2 = c.wait(lambda f: f.get("id") == 2)
+    r1 = c.wait(lambda f: f.get("id") == 1)
+    assert r2["error"]["code"] == "bad_request"
+    assert r1["login_ok"]["user"] == "alice"
+    r = c.call({"send": {"to": "bob", "text": "I am alice", "cmid": "x"}})
+    assert r["send_ok"]["conv"] == "dm:alice:bob"
+
+
+def test_revocation_survives_restart():
+    """SPEC 2 Safety: tokens are revocable; a logout holds after a restart on
+    the same data directory, while other tokens keep working."""
+    import shutil
+    import tempfile
+    data = tempfile.mkdtemp(prefix="parley-revoke-")
+    try:
+        with Server(data=data) as s:
+            tok = s.signup("alice")
+            keep = s.http("POST", "/v1/login", {"user": "alice", "password": "password1"})[1]
+            assert s.http("POST", "/v1/logout", token=tok)[0] == 200
+        with Server(data=data) as s:
+            st, r = s.http("GET", "/v1/users/alice", token=tok)
+            assert st == 401, "a revoked token works again after a restart"
+            c = s.ws()
+            assert c.call({"login": {"token": tok}})["error"]["code"] == "unauthorized"
+            c.close()
+            assert s.http("GET", "/v1/users/alice", token=keep["token"])[0] == 200
+    finally:
+        shutil.rmtree(data, ignore_errors=True)

@@ -622,3 +622,49 @@ def test_http_then_garbage_on_keepalive(srv):
     assert st == 200
     assert raw.count(b"HTTP/1.1 200 ") == 1 and raw.count(b"HTTP/1.1 400 ") == 1, raw
     check_alive(srv)
+
+
+def test_abandoned_requests(srv):
+    """SPEC 3: a client that sends a request and disconnects at once (a
+    password login on the hasher, a send on the store, a sync, an HTTP call)
+    leaves no dangling work behind: the server keeps serving, and at the end
+    stops cleanly with no sanitizer report."""
+    bodies = [
+        {"id": 1, "login": {"user": "alice", "password": "password1", "device": "cli"}},
+        {"id": 1, "login": {"user": "alice", "password": "wrong-password", "device": "cli"}},
+        {"id": 1, "login": {"token": srv.tokens["mallory"], "device": "desktop"}},
+    ]
+    for rnd in range(10):
+        for i, body in enumerate(bodies):
+            c = srv.ws(binary=(rnd % 2 == 1))
+            c.send(body)
+            c.sock.close()
+        c = srv.ws()
+        r = c.call({"login": {"user": "mallory", "password": "password1", "device": "web"}})
+        assert "login_ok" in r, r      # a token of its own: the logout below revokes it
+        c.send({"id": 2, "send": {"to": "alice", "text": "bye %d" % rnd, "cmid": "ab%d" % rnd}})
+        c.send({"id": 3, "sync": {"useq": 0}})
+        c.send({"id": 4, "history": {"conv": "dm:alice:mallory"}})
+        c.send({"id": 5, "logout": {}})
+        c.sock.close()
+        t = srv.tcp()
+        t.send({"id": 1, "login": {"user": "bob", "password": "password1"}})
+        t.sock.close()
+        sock = socket.create_connection(("127.0.0.1", srv.http_port), timeout=5)
+        sock.sendall(P(b"/v1/login", b'{"user":"alice","password":"password1"}') +
+                     P(b"/v1/signup", b'{"user":"ab-%d","password":"password1"}' % rnd))
+        sock.close()
+    # the messages sent before each close were stored exactly once
+    alice_tok = srv.tokens["alice"]
+    c = srv.login_ws(alice_tok, device="ios")
+    deadline = time.time() + 5
+    while True:
+        h = c.call({"history": {"conv": "dm:alice:mallory", "limit": 100}})["history_ok"]
+        cmids = [m["cmid"] for m in h.get("msgs", [])]
+        assert len(cmids) == len(set(cmids))
+        if len(cmids) == 10 or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert sorted(cmids) == sorted("ab%d" % i for i in range(10))
+    c.close()
+    check_alive(srv)
