@@ -11,6 +11,7 @@ still get send_ok and pushes, and at the end the server must stop cleanly
 import base64
 import json
 import os
+import re
 import socket
 import struct
 import time
@@ -667,4 +668,49 @@ def test_abandoned_requests(srv):
         time.sleep(0.1)
     assert sorted(cmids) == sorted("ab%d" % i for i in range(10))
     c.close()
+    check_alive(srv)
+
+
+def test_framing_edges_are_served(srv):
+    """RFC 6455 / SPEC 3 framing that is unusual but valid must be served:
+    a message in 1-byte fragments, a frame dripped one byte per write, many
+    frames in one write (WS and TCP), pipelined HTTP requests answered in
+    order."""
+    c = _open(srv, True)
+    data = b'{"id":61,"ping":{}}'
+    for i in range(len(data)):
+        c.send_frame(1 if i == 0 else 0, data[i:i + 1], fin=(i == len(data) - 1))
+    assert c.wait(lambda f: f.get("id") == 61, 5)["pong"]
+    raw = WS.encode(1, b'{"id":62,"ping":{}}')
+    for i in range(len(raw)):
+        c.send_raw(raw[i:i + 1])
+        time.sleep(0.002)
+    assert "pong" in c.wait(lambda f: f.get("id") == 62, 5)
+    c.send_raw(b"".join(WS.encode(1, b'{"id":%d,"ping":{}}' % i) for i in range(100, 150)))
+    for i in range(100, 150):
+        assert "pong" in c.wait(lambda f, i=i: f.get("id") == i, 5)
+    c.close()
+    t = srv.tcp()
+    frame = frame_to_pb({"id": 70, "ping": {}})
+    raw = struct.pack("!I", len(frame)) + frame
+    for i in range(len(raw)):
+        t.send_raw(raw[i:i + 1])
+        time.sleep(0.002)
+    assert "pong" in t.wait(lambda f: f.get("id") == 70, 5)
+    t.send_raw(b"".join(struct.pack("!I", len(f)) + f for f in
+                        (frame_to_pb({"id": i, "ping": {}}) for i in range(200, 260))))
+    for i in range(200, 260):
+        assert "pong" in t.wait(lambda f, i=i: f.get("id") == i, 5)
+    t.close()
+    tok = srv.tokens["bob"].encode()
+    reqs = (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" +
+            b"GET /v1/users/alice HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tok +
+            b"\r\n\r\n" +
+            b"GET /v1/users/nobody HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tok +
+            b"\r\n\r\n" +
+            b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    st, raw = raw_http(srv.http_port, reqs, until_close=True)
+    statuses = [int(x) for x in re.findall(rb"HTTP/1\.1 (\d{3}) ", raw)]
+    assert statuses == [200, 200, 404, 200], raw
+    assert raw.index(b'"user":"alice"') < raw.index(b"not_found")
     check_alive(srv)
