@@ -714,3 +714,48 @@ def test_framing_edges_are_served(srv):
     assert statuses == [200, 200, 404, 200], raw
     assert raw.index(b'"user":"alice"') < raw.index(b"not_found")
     check_alive(srv)
+
+
+def _upgrade_status(port, headers):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        sock.sendall(("GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s\r\n"
+                      % (port, headers)).encode())
+        got = b""
+        while b"\r\n\r\n" not in got:
+            d = sock.recv(4096)
+            if not d:
+                break
+            got += d
+        return int(got.split(b" ", 2)[1]) if got.startswith(b"HTTP/1.1 ") else None
+    finally:
+        sock.close()
+
+
+def test_ws_upgrade_header_variants(srv):
+    """RFC 6455 4.2.1: header names and the Upgrade token are
+    case-insensitive and Connection is a list (browsers send "keep-alive,
+    Upgrade"): those upgrade; without Upgrade or Connection: upgrade it is
+    no WebSocket handshake."""
+    b64 = base64.b64encode(os.urandom(16)).decode()
+    key = "Sec-WebSocket-Key: %s\r\n" % b64
+    ok = [
+        "Upgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n" + key +
+        "Sec-WebSocket-Version: 13\r\n",
+        "upgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-key: %s\r\n"
+        "sec-websocket-version: 13\r\n" % b64,
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n" + key + "Sec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Extensions: "
+        "permessage-deflate\r\n",
+    ]
+    for h in ok:
+        assert _upgrade_status(srv.http_port, h) == 101, h
+    bad = [
+        "Connection: Upgrade\r\n" + key + "Sec-WebSocket-Version: 13\r\n",
+        "Upgrade: websocket\r\n" + key + "Sec-WebSocket-Version: 13\r\n",
+        "Upgrade: h2c\r\nConnection: Upgrade\r\n" + key + "Sec-WebSocket-Version: 13\r\n",
+    ]
+    for h in bad:
+        st = _upgrade_status(srv.http_port, h)
+        assert st is not None and st != 101 and 400 <= st < 500, (h, st)
+    check_alive(srv)
