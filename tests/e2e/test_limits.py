@@ -505,3 +505,23 @@ def test_large_pages_fit_the_outbound_bound():
                 break
             before = seqs[-1]
         assert seqs == list(range(n_msgs, 0, -1))
+
+
+def test_send_rate_per_tenant_setting():
+    """SPEC 2 Safety, per-tenant settings and limits: a tenant created with
+    msg_rate/msg_burst gets its own per-user limit; other tenants keep the
+    server's."""
+    with Server("--msg-rate", "100", "--msg-burst", "100") as s:
+        st, r = s.http("POST", "/v1/admin/tenants",
+                       {"tenant": "slow", "settings": {"open_signup": True, "msg_rate": 1,
+                                                       "msg_burst": 2}},
+                       token=s.admin_token())
+        assert st == 200 and r["settings"]["msg_rate"] == 1 and r["settings"]["msg_burst"] == 2
+        sa = s.login_ws(s.signup("alice", tenant="slow"))
+        s.signup("bob", tenant="slow")
+        da, db, _, _ = _pair(s)
+        assert "send_ok" in _send(sa, "1", "s1") and "send_ok" in _send(sa, "2", "s2")
+        e = _send(sa, "3", "s3")["error"]
+        assert e["code"] == "rate_limited" and 0 < e["retry_after_ms"] <= 1000
+        for i in range(20):
+            assert "send_ok" in _send(da, "d%d" % i, "d%d" % i), i
