@@ -649,7 +649,7 @@ def test_abandoned_requests(srv):
         c.send({"id": 5, "logout": {}})
         c.sock.close()
         t = srv.tcp()
-        t.send({"id": 1, "login": {"user": "bob", "password": "password1"}})
+        t.send({"id": 1, "login": {"user": "bob", "password": "password1", "device": "cli"}})
         t.sock.close()
         sock = socket.create_connection(("127.0.0.1", srv.http_port), timeout=5)
         sock.sendall(P(b"/v1/login", b'{"user":"alice","password":"password1"}') +
