@@ -33,9 +33,10 @@
  * end there too.
  *
  * The sweep (net__conn_sweep, every NET__TICK_MS from loop.c) replaces
- * per-connection timers: closing deadlines, the HTTP head timeout, idle
- * timeouts, and releasing the buffers and WebSocket context of connections
- * that have been quiet for NET__TRIM_AFTER_MS.
+ * per-connection timers: closing deadlines, the HTTP head timeout (and the
+ * same bound on silence inside a request body), idle timeouts, and
+ * releasing the buffers and WebSocket context of connections that have
+ * been quiet for NET__TRIM_AFTER_MS.
  *
  * Memory of an idle connection (x86-64, glibc): struct net_conn is 408
  * bytes, of which 248 are libuv's uv_tcp_t, allocated as one 416-byte
@@ -353,6 +354,12 @@ void net__conn_sweep(net_conn *c, uint32_t now, bool trim)
         if (c->head_wait) {
             if (cfg->header_timeout_ms && now - c->t_mark >= cfg->header_timeout_ms) {
                 net__http_error(c, 408, NULL, "request head not received in time");
+                return;
+            }
+        } else if (c->p.http && c->p.http->started) {
+            /* A body that stalls: no byte for as long as a head may take. */
+            if (cfg->header_timeout_ms && now - c->last_rx >= cfg->header_timeout_ms) {
+                net__http_error(c, 408, NULL, "request body stalled");
                 return;
             }
         } else if (cfg->idle_timeout_ms && now - c->last_rx >= cfg->idle_timeout_ms) {

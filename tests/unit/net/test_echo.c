@@ -615,6 +615,21 @@ static void test_http_slowloris(void **state)
     assert_true(took >= 500 && took < 2500);
     client_close(&c);
 
+    /* A body that stalls is cut off the same way. */
+    client_open(&c, srv.http_port, 0);
+    client_sends(&c, "POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    start = now_ms();
+    {
+        char h408[512];
+        buf b408 = {0};
+        assert_int_equal(http_response(&c, h408, sizeof h408, &b408), 408);
+        buf_free(&b408);
+    }
+    assert_true(client_closed(&c));
+    took = now_ms() - start;
+    assert_true(took >= 500 && took < 2500);
+    client_close(&c);
+
     /* Expect: 100-continue gets an interim response, then the answer. */
     client_open(&c, srv.http_port, 0);
     client_sends(&c, "POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
