@@ -36,6 +36,7 @@
 static void write_response(net_conn *c, int status, const char *ctype, const char *extra, const void *body,
                            size_t len, bool keep, bool head_only, unsigned minor)
 {
+    if (status < 100 || status > 999) status = 500;
     bool bodyless = status == 204 || status == 304 || (status >= 100 && status < 200);
     buf *o = &c->out;
     buf_printf(o, "HTTP/1.1 %d %s\r\n", status, net__http_reason(status));

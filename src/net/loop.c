@@ -36,6 +36,7 @@
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -309,6 +310,11 @@ static void apply_defaults(net_config *c)
 int net_start(net **out, const net_config *cfg, const net_callbacks *cb, char *err, size_t errlen)
 {
     *out = NULL;
+    /* libuv writes with write(2): a peer that went away must give EPIPE,
+     * not kill the process.  A handler the program installed is kept. */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
+
     net *n = PL_NEW(net);
     n->cfg = *cfg;
     apply_defaults(&n->cfg);

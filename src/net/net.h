@@ -156,7 +156,9 @@ typedef struct net_config {
 } net_config;
 
 /* Bind the listeners and start the workers.  On failure (bad address, port
- * in use...) writes a one-line reason into err and returns non-zero. */
+ * in use...) writes a one-line reason into err and returns non-zero.
+ * SIGPIPE, if it still has its default action, is set to be ignored: a
+ * write to a peer that went away must fail, not end the process. */
 int net_start(net **out, const net_config *cfg, const net_callbacks *cb, char *err, size_t errlen);
 
 /* The bound ports (useful with port 0, where the kernel picks one); 0 for

@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -919,6 +920,14 @@ static void test_tcp_echo(void **state)
 /* Servers of their own                                                 */
 /* ------------------------------------------------------------------ */
 
+/* Writes to vanished peers must not kill the process. */
+static void test_sigpipe_ignored(void **state)
+{
+    struct sigaction sa;
+    assert_int_equal(sigaction(SIGPIPE, NULL, &sa), 0);
+    assert_true(sa.sa_handler == SIG_IGN);
+}
+
 static void test_bind_error(void **state)
 {
     net_config cfg = test_config();
@@ -1176,6 +1185,7 @@ int main(void)
         cmocka_unit_test(test_ws_refused),     cmocka_unit_test(test_ws_slow_consumer),
         cmocka_unit_test(test_ws_ping_flood),
         cmocka_unit_test(test_tcp_echo),       cmocka_unit_test(test_bind_error),
+        cmocka_unit_test(test_sigpipe_ignored),
     };
     const struct CMUnitTest own[] = {
         cmocka_unit_test(test_ip_limits),
