@@ -9,7 +9,11 @@
 #   ops    -> core
 #   chat   -> core proto chat, and only the interfaces store/store.h, bus/bus.h
 #   server -> everything
-# Also: chat/ never includes RocksDB, PostgreSQL, Redis or libuv headers.
+#   client/lib   -> core proto, the public parley.h, its own headers
+#   client/cli, client/bench -> core proto parley.h (the library's public
+#                   header only), their own headers
+# Also: chat/ never includes RocksDB, PostgreSQL, Redis or libuv headers,
+# and client/ never includes chat, store, bus, server or net headers.
 set -e
 cd "$(dirname "$0")/.."
 fail=0
@@ -45,5 +49,27 @@ for f in src/chat/*.c src/chat/*.h; do
         echo x >> "$tmp"
     fi
 done
+# client/DIR: quoted includes must be core/, proto/, parley.h or a header of
+# the same directory.
+check_client() {  # dir allowed-prefixes...
+    dir=$1; shift
+    for f in client/$dir/*.c client/$dir/*.h; do
+        [ -e "$f" ] || continue
+        grep -o '#include *"[^"]*"' "$f" | sed 's/#include *"//; s/"$//' | while read -r inc; do
+            ok=0
+            for a in "$@"; do
+                case "$inc" in $a) ok=1 ;; esac
+            done
+            case "$inc" in */*) ;; *) [ -e "client/$dir/$inc" ] && ok=1 ;; esac
+            if [ $ok = 0 ]; then
+                echo "layer violation: $f includes \"$inc\""
+                echo x >> "$tmp"
+            fi
+        done
+    done
+}
+check_client lib 'core/*' 'proto/*' 'parley.h'
+check_client cli 'core/*' 'proto/*' 'parley.h'
+check_client bench 'core/*' 'proto/*' 'parley.h'
 if [ -s "$tmp" ]; then exit 1; fi
 echo "layers: ok"
