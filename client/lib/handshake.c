@@ -80,6 +80,7 @@ int parley__ws_response(const uint8_t *p, size_t n, const char *accept, size_t *
                         char *err, size_t errlen)
 {
     *status = 0;
+    if (n >= 5 && memcmp(p, "HTTP/", 5)) return hs_fail(err, errlen, "%s", "the server did not answer in HTTP");
     /* Find the end of the head. */
     size_t end = 0;
     for (size_t i = 3; i < n; i++)
@@ -88,7 +89,6 @@ int parley__ws_response(const uint8_t *p, size_t n, const char *accept, size_t *
             break;
         }
     if (!end) {
-        if (n >= 5 && memcmp(p, "HTTP/", 5)) return hs_fail(err, errlen, "%s", "the server did not answer in HTTP");
         if (n > PARLEY__HS_MAX_HEAD) return hs_fail(err, errlen, "%s", "the server's answer head is too long");
         return PARLEY__HS_MORE;
     }

@@ -16,7 +16,7 @@
 
 static int fail(char *err, size_t errlen, const char *s, const char *why)
 {
-    snprintf(err, errlen, "bad URL \"%.200s\": %s", s, why);
+    snprintf(err, errlen, "bad URL (%s): \"%.120s\"", why, s);
     return -1;
 }
 
