@@ -350,23 +350,24 @@ void net__conn_sweep(net_conn *c, uint32_t now, bool trim)
     case NET__S_LINGER:
         if (now - c->t_mark >= NET__CLOSE_GRACE_MS) net__conn_close_now(c);
         return;
-    case NET__S_HTTP_READ:
-        if (c->head_wait) {
-            if (cfg->header_timeout_ms && now - c->t_mark >= cfg->header_timeout_ms) {
-                net__http_error(c, 408, NULL, "request head not received in time");
-                return;
-            }
-        } else if (c->p.http && c->p.http->started) {
+    case NET__S_HTTP_READ: {
+        uint32_t ht = cfg->header_timeout_ms;
+        bool in_request = c->p.http && c->p.http->started;
+        if (ht && c->head_wait && now - c->t_mark >= ht) {
+            net__http_error(c, 408, NULL, "request head not received in time");
+            return;
+        }
+        if (ht && !c->head_wait && in_request && now - c->last_rx >= ht) {
             /* A body that stalls: no byte for as long as a head may take. */
-            if (cfg->header_timeout_ms && now - c->last_rx >= cfg->header_timeout_ms) {
-                net__http_error(c, 408, NULL, "request body stalled");
-                return;
-            }
-        } else if (cfg->idle_timeout_ms && now - c->last_rx >= cfg->idle_timeout_ms) {
+            net__http_error(c, 408, NULL, "request body stalled");
+            return;
+        }
+        if (cfg->idle_timeout_ms && now - c->last_rx >= cfg->idle_timeout_ms) {
             net_close(c, 0, NULL);
             return;
         }
         break;
+    }
     case NET__S_HTTP_APP:
         if (c->stop_pending && now - c->t_mark >= NET__CLOSE_GRACE_MS) {
             net__conn_close_now(c);
