@@ -6,9 +6,7 @@ import os
 import stat
 import time
 
-import pytest
-
-from parleytest import Closed, Server
+from parleytest import Server
 
 
 def _login_pw(server, user, password, tenant=None, device="web", binary=False):

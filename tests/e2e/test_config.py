@@ -128,7 +128,8 @@ def test_help(tmpdir_):
 
 def _sends(s, n_ok, n_bad):
     """Text of n_ok code points is accepted and n_bad refused as too_large."""
-    ta, tb = s.signup("alice"), s.signup("bob")
+    ta = s.signup("alice")
+    s.signup("bob")
     a = s.login_ws(ta)
     r = a.call({"send": {"to": "bob", "text": "é" * n_ok, "cmid": "ok"}})
     assert "send_ok" in r, r

@@ -134,7 +134,8 @@ def test_mask_policy_per_tenant(data_dir):
         assert st == 200
         assert b.push("msg")["text"] == "via http *******"
         # the default tenant has no list: nothing filtered there
-        tda, tdb = s.signup("alice"), s.signup("bob")
+        tda = s.signup("alice")
+        s.signup("bob")
         da = s.login_ws(tda)
         r = send(da, "badword 坏蛋", "d1")
         assert "send_ok" in r

@@ -10,8 +10,6 @@ import socket
 import struct
 import time
 
-import pytest
-
 from parleytest import Closed, FrameConn, Server, WS, frame_to_pb, http_call
 
 
@@ -114,7 +112,8 @@ def test_empty_and_missing_text(shared_server):
     """SPEC 3 send / issue 2: empty or missing text -> bad_request, nothing
     stored."""
     s = shared_server
-    ta, tb = s.signup("et.alice"), s.signup("et.bob")
+    ta = s.signup("et.alice")
+    s.signup("et.bob")
     a = s.login_ws(ta)
     for body in ({"to": "et.bob", "text": "", "cmid": "e1"},
                  {"to": "et.bob", "cmid": "e2"}):
