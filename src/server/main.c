@@ -15,7 +15,6 @@
  * SIGHUP reloads the word lists.
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,9 +206,6 @@ static int start(server *srv, char *err, size_t errlen)
 
 int main(int argc, char **argv)
 {
-    /* A peer that resets its connection while we write must cost that
-     * connection (EPIPE), not the process. */
-    signal(SIGPIPE, SIG_IGN);
     server srv;
     memset(&srv, 0, sizeof srv);
     srv.started_ms = clock_wall_ms();
