@@ -130,7 +130,7 @@ static ProtobufCMessage *request_body(chat_op op, const net_http_req *req, const
     const char *why = NULL;
     for (size_t i = 0; i < n_params && !why; i++) {
         why = set_param(obj, d, params[i].name, params[i].value);
-        if (why) snprintf(err, errlen, "%s: %s", params[i].name, why);
+        if (why) snprintf(err, errlen, "%.31s: %.120s", params[i].name, why);
     }
     if (!strcmp(req->method, "GET") && !why) {
         char value[1024];
@@ -138,7 +138,7 @@ static ProtobufCMessage *request_body(chat_op op, const net_http_req *req, const
             const char *name = d->fields[i].name;
             if (!json_object_get(obj, name) && net_query_get(req->query, name, value, sizeof value)) {
                 why = set_param(obj, d, name, value);
-                if (why) snprintf(err, errlen, "%s: %s", name, why);
+                if (why) snprintf(err, errlen, "%.60s: %.120s", name, why);
             }
         }
     }
@@ -260,18 +260,30 @@ void srv_http(srv_worker *sw, net_conn *c, const net_http_req *req)
     param params[MAX_PARAMS];
     size_t n_params = 0;
     const route *rt = NULL;
-    bool path_known = false;
+    char allow[64] = "";
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (!match(routes[i].pattern, req->path, params, &n_params)) continue;
-        path_known = true;
         if (!strcmp(routes[i].method, req->method)) {
             rt = &routes[i];
             break;
         }
+        size_t used = strlen(allow);
+        snprintf(allow + used, sizeof allow - used, "%s%s", used ? ", " : "", routes[i].method);
+    }
+    if (!rt && *allow) {
+        /* The path exists with other methods: 405 with Allow (RFC 9110). */
+        char extra[128];
+        snprintf(extra, sizeof extra, "Cache-Control: no-store\r\nAllow: %s\r\n", allow);
+        buf *b = &sw->scratch;
+        buf_reset(b);
+        buf_appends(b, "{\"error\":{\"code\":\"bad_request\",\"message\":\"method not allowed; use ");
+        buf_appends(b, allow);
+        buf_appends(b, "\"}}");
+        net_http_respond(c, 405, "application/json", extra, buf_begin(b), buf_size(b));
+        return;
     }
     if (!rt) {
-        respond_error(c, path_known ? PL_BAD_REQUEST : PL_NOT_FOUND,
-                      path_known ? "method not allowed here" : "no such endpoint", 0, &sw->scratch);
+        respond_error(c, PL_NOT_FOUND, "no such endpoint", 0, &sw->scratch);
         return;
     }
     char err[200];

@@ -46,7 +46,7 @@ const config_def settings_defs[] = {
     S(failed_login_max, INT, "10", 1, 1000000, "wrong passwords per user per window before lockout"),
     S(failed_login_window_ms, INT, "300000", 1000, 86400000, "the lockout window"),
     S(max_text, INT, "10000", 1, 1000000, "longest message, in Unicode code points"),
-    S(token_ttl_ms, INT, "2592000000", 60000, 31536000000, "lifetime of issued tokens (30 days)"),
+    S(token_ttl_ms, INT, "2592000000", 1000, 31536000000, "lifetime of issued tokens (30 days)"),
     S(argon2_threads, INT, "2", 1, 64, "threads hashing passwords (argon2id)"),
     S(argon2_ops, INT, "2", 1, 10, "argon2id passes"),
     S(argon2_mem, INT, "19922944", 8192, 1073741824, "argon2id memory per hash, bytes"),
