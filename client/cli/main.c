@@ -229,7 +229,11 @@ static void on_msg(parley_client *c, const parley_msg *m, void *ud)
 {
     if (app.mode == MODE_TAIL) {
         print_msg_json(m);
-        if (app.count && ++app.printed >= app.count) finish(RC_OK);
+        if (app.count && ++app.printed >= app.count) {
+            /* Freeing the client here means no on_useq for this one. */
+            if (m->useq) write_useq_file(m->useq);
+            finish(RC_OK);
+        }
     } else if (app.mode == MODE_CHAT) {
         print_msg_human(m);
     }
