@@ -107,7 +107,7 @@ static int fo_prepare(bench *b, bool channel)
                 buf o2 = {0};
                 int js = setup_call(b, "POST", path, b->tokens[i], "{}", &o2);
                 if (js != 200 && !p->setup_err[0])
-                    snprintf(p->setup_err, sizeof p->setup_err, "POST %s answered %d: %.200s", path, js,
+                    snprintf(p->setup_err, sizeof p->setup_err, "POST %.150s answered %d: %.200s", path, js,
                              (const char *)buf_begin(&o2));
                 buf_free(&o2);
             }

@@ -694,7 +694,10 @@ int main(int argc, char **argv)
         case O_URL: url = optarg; break;
         case O_USER: user = optarg; break;
         case O_PWFILE: password_file = optarg; break;
-        case O_TOKEN: token = pl_strdup(optarg); break;
+        case O_TOKEN:
+            pl_free(token);
+            token = pl_strdup(optarg);
+            break;
         case O_TOKFILE: token_file = optarg; break;
         case O_TENANT: tenant = optarg; break;
         case O_DEVICE: device = optarg; break;
@@ -704,6 +707,7 @@ int main(int argc, char **argv)
             else if (!strcmp(optarg, "pb") || !strcmp(optarg, "protobuf")) enc = PARLEY_ENC_PROTOBUF;
             else {
                 errf("--encoding must be json or pb");
+                pl_free(token);
                 return RC_USAGE;
             }
             break;
@@ -711,6 +715,7 @@ int main(int argc, char **argv)
             timeout = atof(optarg);
             if (timeout <= 0) {
                 errf("--timeout must be a positive number of seconds");
+                pl_free(token);
                 return RC_USAGE;
             }
             break;
@@ -721,8 +726,14 @@ int main(int argc, char **argv)
         case O_USEQFILE: app.useq_file = optarg; break;
         case O_COUNT: app.count = atol(optarg); break;
         case O_DURATION: app.duration = atof(optarg); break;
-        case 'h': usage(stdout); return RC_OK;
-        default: usage(stderr); return RC_USAGE;
+        case 'h':
+            usage(stdout);
+            pl_free(token);
+            return RC_OK;
+        default:
+            usage(stderr);
+            pl_free(token);
+            return RC_USAGE;
         }
     }
     app.timeout_ms = (uint32_t)(timeout * 1000);
@@ -730,7 +741,7 @@ int main(int argc, char **argv)
     if (app.mode == MODE_SEND) {
         if (!!app.to == !!app.group) {
             errf("send needs --to USER or --group GROUP");
-            return RC_USAGE;
+            goto usage_fail;
         }
         if (optind < argc) {
             buf b = {0};
@@ -746,23 +757,26 @@ int main(int argc, char **argv)
         }
         if (!*app.text) {
             errf("nothing to send: give TEXT");
-            return RC_USAGE;
+            goto usage_fail;
         }
     } else if (optind < argc) {
         errf("unexpected argument \"%s\"", argv[optind]);
         usage(stderr);
-        return RC_USAGE;
+        goto usage_fail;
     }
 
-    if (token_file && !(token = read_first_line(token_file, "token file"))) return RC_USAGE;
+    if (token_file) {
+        pl_free(token);
+        if (!(token = read_first_line(token_file, "token file"))) goto usage_fail;
+    }
     if (!token) {
         if (!user) {
             errf("give --user (with a password) or --token");
-            return RC_USAGE;
+            goto usage_fail;
         }
         if (password_file) password = read_first_line(password_file, "password file");
         else password = prompt_password(user);
-        if (!password) return RC_USAGE;
+        if (!password) goto usage_fail;
     }
 
     parley_options po = {
@@ -790,14 +804,14 @@ int main(int argc, char **argv)
         uint64_t useq = 0;
         if (useq_s && !parse_u64(useq_s, &useq)) {
             errf("--useq must be a number");
-            return RC_USAGE;
+            goto usage_fail;
         }
         if (!useq_s && app.useq_file) {
             char *s = read_first_line(app.useq_file, "useq file");
             if (s && !parse_u64(s, &useq)) {
                 errf("%s does not hold a number", app.useq_file);
                 pl_free(s);
-                return RC_USAGE;
+                goto usage_fail;
             }
             pl_free(s);
             useq_s = "file";
@@ -814,11 +828,11 @@ int main(int argc, char **argv)
         explicit_bzero(password, strlen(password));
         pl_free(password);
     }
-    if (token) pl_free(token);
+    pl_free(token);
+    password = token = NULL;
     if (!app.c) {
         errf("%s", err);
-        pl_free(app.text);
-        return RC_USAGE;
+        goto usage_fail;
     }
 
     uv_timer_init(app.loop, &app.t_first);
@@ -851,4 +865,11 @@ int main(int argc, char **argv)
     buf_free(&app.line);
     pl_free(app.text);
     return app.rc;
+
+usage_fail:
+    if (password) explicit_bzero(password, strlen(password));
+    pl_free(password);
+    pl_free(token);
+    pl_free(app.text);
+    return RC_USAGE;
 }

@@ -220,8 +220,8 @@ static int on_msg(void *arg, unsigned opcode, const uint8_t *p, size_t n)
         uint8_t mask[4];
         parley__rng_bytes(&c->rng, mask, 4);
         parley__ws_frame(&k->out, PARLEY__WS_CLOSE, p, n >= 2 ? 2 : 0, mask);
-        char what[192];
-        snprintf(what, sizeof what, "the server closed the connection (%u%s%s)", code, rl ? ": " : "", why);
+        char what[240];
+        snprintf(what, sizeof what, "the server closed the connection (%u%s%.150s)", code, rl ? ": " : "", why);
         conn_end(k, PARLEY_CLOSED, code, 0, what);
         return 1;
     }
