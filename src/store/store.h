@@ -107,6 +107,49 @@ typedef struct store_revoked {
     uint64_t expires_at;       /* ms; the entry may be dropped after this (0: never) */
 } store_revoked;
 
+/* A group or a channel (SPEC section 2, Groups and channels). */
+typedef struct store_group {
+    const char *id;
+    const char *name;
+    const char *kind;          /* "group" (write diffusion: members' inboxes get each
+                                  message) or "channel" (read diffusion: stored once,
+                                  synced by seq) */
+    const char *owner;
+    bool admins_post_only;     /* only the owner and admins may send */
+    bool disbanded;
+    uint64_t created_at;
+    /* out */
+    uint64_t members;          /* current member count */
+    uint64_t last_seq;         /* the conversation g:<id>'s latest seq */
+    const char *role;          /* USER_GROUPS: the user's role in it */
+} store_group;
+
+typedef struct store_member {
+    const char *user;
+    const char *role;          /* "owner", "admin" or "member" */
+    uint64_t joined_at;
+} store_member;
+
+typedef struct store_friend {
+    const char *user;          /* the other user */
+    const char *state;         /* "friends"; "requested" (the user asked them);
+                                  "pending" (they asked the user) */
+    uint64_t since;
+} store_friend;
+
+/* One conversation of a user's home screen. */
+typedef struct store_conv {
+    const char *conv;          /* dm:a:b or g:<id> */
+    const char *kind;          /* "dm", "group" or "channel" */
+    const char *peer;          /* dm: the other user; otherwise the group id */
+    const char *name;          /* groups and channels: the name */
+    const char *role;          /* groups and channels: the user's role */
+    store_msg *last;           /* the latest message, or NULL if none yet */
+    uint64_t read_seq;         /* the user's read position */
+    uint64_t unread;           /* last->seq - read_seq (0 if none) */
+    uint64_t active_ts;        /* last->ts, or when the user joined / the dm began */
+} store_conv;
+
 /* ---- requests ---- */
 
 typedef enum store_op {
@@ -149,6 +192,94 @@ typedef enum store_op {
     STORE_CONV_READ,       /* in: tenant_id, conv, after, limit -> out: msgs (seq >
                               after) oldest first, more, head (the conversation's
                               latest seq, 0 if none): channel sync, unread counts */
+
+    /* ---- groups and channels ---- */
+    STORE_GROUP_CREATE,    /* in: tenant_id, group (id, name, kind, owner,
+                              admins_post_only, created_at), users (the initial
+                              members, users[0] = the owner, each listed once),
+                              limit (most members for this kind; 0 = no bound)
+                              -> PL_CONFLICT if the id exists (even disbanded),
+                              PL_NOT_FOUND if a user does not exist, PL_TOO_LARGE
+                              past limit.  Writes the group, the members (owner:
+                              "owner", others "member") and each member's
+                              index entry, and appends `event` (kind
+                              "group_joined", group, conv g:<id>, user = the
+                              owner) to every member's inbox; out: useqs
+                              parallel to users, group->members. */
+    STORE_GROUP_GET,       /* in: tenant_id, group_id -> out: group (with members,
+                              last_seq), or PL_NOT_FOUND (also when disbanded) */
+    STORE_GROUP_UPDATE,    /* in: tenant_id, group (id; name if not NULL,
+                              admins_post_only) -> PL_NOT_FOUND */
+    STORE_GROUP_DISBAND,   /* in: tenant_id, group_id, event (kind
+                              "group_disbanded", user = who did it)
+                              -> marks it disbanded, removes every membership and
+                              index entry, appends the event to every former
+                              member's inbox; out: users_out (the former members,
+                              id only), useqs parallel to it.  PL_NOT_FOUND. */
+    STORE_MEMBER_ADD,      /* in: tenant_id, group_id, users, role ("member" or
+                              "admin"), limit (0 = no bound), event (kind
+                              "group_joined", user = who added them; conv and
+                              group are filled in) -> adds the users that are not
+                              members yet and appends the event to each one's
+                              inbox; out: useqs parallel to users (0: was already
+                              a member, nothing written), group (updated count).
+                              PL_NOT_FOUND (group, or a user that does not exist),
+                              PL_TOO_LARGE if the count would pass limit (nothing
+                              is added).  Must take 100,000 users in one request
+                              (a channel set up in seconds). */
+    STORE_MEMBER_REMOVE,   /* in: tenant_id, group_id, users, event (kind
+                              "group_left" or "group_removed", user = who did it)
+                              -> removes those that are members, appends the
+                              event to each removed user's inbox; out: useqs
+                              parallel to users (0: was not a member).  Never
+                              removes the owner (its useq stays 0). */
+    STORE_MEMBER_ROLE,     /* in: tenant_id, group_id, user_id, role ("admin" or
+                              "member") -> PL_NOT_FOUND if not a member; the owner's
+                              role never changes (PL_FORBIDDEN) */
+    STORE_MEMBER_GET,      /* in: tenant_id, group_id, user_id -> out: group (as
+                              GROUP_GET) and member (the user's row), or
+                              PL_NOT_FOUND for the group; member NULL if the user
+                              is not a member */
+    STORE_MEMBER_LIST,     /* in: tenant_id, group_id, query (list members whose id
+                              is after this one; NULL or "" from the start), limit
+                              -> out: members_out sorted by user id, more.
+                              PL_NOT_FOUND. */
+    STORE_USER_GROUPS,     /* in: tenant_id, user_id -> out: groups_out (every
+                              group and channel the user belongs to, with role and
+                              last_seq), sorted by id */
+    STORE_GROUP_SEARCH,    /* in: tenant_id, query (prefix of id, or of name ASCII
+                              case-insensitively), limit -> out: groups_out: the
+                              channels (never groups, never disbanded) that match,
+                              sorted by id */
+
+    /* ---- friends ---- */
+    STORE_FRIEND,          /* in: tenant_id, user_id, other, action:
+                              "request": PL_BAD_REQUEST for oneself, PL_NOT_FOUND if
+                                other does not exist, PL_CONFLICT if already
+                                friends; if other had asked the user this accepts
+                                instead; otherwise user "requested", other
+                                "pending", event "friend_request" (user = user_id)
+                                to other's inbox.
+                              "accept": PL_NOT_FOUND unless other asked the user;
+                                both become "friends", event "friend_added" to
+                                both (user = the other side of each).
+                              "reject": PL_NOT_FOUND unless other asked the user;
+                                both rows go; event "friend_rejected" to other.
+                              "delete": PL_NOT_FOUND unless friends (or user's own
+                                pending request, which it withdraws); both rows
+                                go; event "friend_removed" to both.
+                              out: useqs[0] for user_id, useqs[1] for other (0: no
+                              event for that side), query = the resulting action
+                              ("request", "accept", ...) */
+    STORE_FRIEND_LIST,     /* in: tenant_id, user_id -> out: friends_out, sorted by
+                              user, with requests both ways */
+
+    /* ---- home ---- */
+    STORE_HOME,            /* in: tenant_id, user_id, limit (0 = 100, at most 1,000)
+                              -> out: convs_out: the user's dms (every dm that has
+                              a message) and groups and channels, newest
+                              active_ts first, at most limit, more.  Must stay
+                              fast (milliseconds) for 1,000 conversations. */
     STORE_OP_COUNT
 } store_op;
 
@@ -162,6 +293,19 @@ typedef struct store_append {
                                   none for a channel message; list each user once */
     size_t n_rcpt;
     const char *must_exist;    /* a user that must exist, else PL_NOT_FOUND; may be NULL */
+    const char *group;         /* a group or channel message: conv must be g:<group>.
+                                  The store checks that the group exists and is not
+                                  disbanded (PL_NOT_FOUND), that `from` is a member
+                                  (PL_FORBIDDEN), and admins_post_only
+                                  (PL_FORBIDDEN for a plain member).  For kind
+                                  "group" the recipients are all current members
+                                  (rcpt is filled in as out, sender first); for
+                                  "channel" no inbox entry is written. */
+    bool require_friend;       /* a dm that needs friendship: PL_FORBIDDEN unless
+                                  from and must_exist are friends */
+    /* Every successful append also raises the sender's read position in conv to
+     * the new seq (one's own messages are never unread), and the first message
+     * of a dm enters the conversation into both users' home lists. */
     /* out */
     uint64_t seq;
     uint64_t ts;
@@ -199,6 +343,12 @@ struct store_req {
     store_event *event;
     store_revoked *revoked;
     store_append append;
+    const char *group_id;
+    const char *other;         /* FRIEND: the other user */
+    const char *action;        /* FRIEND */
+    const char *role;          /* MEMBER_ADD, MEMBER_ROLE */
+    store_group *group;        /* GROUP_CREATE, GROUP_UPDATE in; GROUP_GET, MEMBER_GET,
+                                  MEMBER_ADD out (a new record in the arena) */
 
     /* outputs */
     store_tenant *tenants;
@@ -211,9 +361,18 @@ struct store_req {
     size_t n_msgs;
     store_revoked *revoked_out;
     size_t n_revoked;
-    uint64_t *useqs;           /* EVENT_APPEND and READ_SET */
+    uint64_t *useqs;           /* EVENT_APPEND, READ_SET, groups, friends */
     uint64_t head;
     bool more;
+    store_member *member;      /* MEMBER_GET */
+    store_member *members_out;
+    size_t n_members_out;
+    store_group *groups_out;
+    size_t n_groups_out;
+    store_friend *friends_out;
+    size_t n_friends_out;
+    store_conv *convs_out;
+    size_t n_convs_out;
 };
 
 /* ---- backend table ---- */
