@@ -11,6 +11,15 @@
  * Errors are one line, ready for `parleyd` to print and exit with, e.g.
  * "cannot listen on 127.0.0.1:8080: address already in use".
  *
+ * UDP (net__udp_bind): one socket per worker on the same address, each
+ * with SO_REUSEPORT, so the kernel spreads peers over the workers and
+ * keeps each peer on one.  SO_REUSEPORT would also let this group join
+ * sockets another process bound with it (a second parleyd, say), and the
+ * two would split the traffic without a word; so the address is first
+ * bound by a probe socket without the option, which fails if anything
+ * holds the port, and which also learns the port when 0 was asked.  The
+ * probe is closed and the group binds that port at once.
+ *
  * Runs on the main thread, from net_start.
  */
 #include <errno.h>
@@ -101,5 +110,69 @@ fail:;
     int e = errno;
     if (fd >= 0) close(fd);
     snprintf(err, errlen, "cannot listen on %s: %s", addr, uv_strerror(-e));
+    return -1;
+}
+
+static int udp_socket(const struct sockaddr_storage *ss, bool reuseport)
+{
+    int fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one)) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    socklen_t sl = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (bind(fd, (const struct sockaddr *)ss, sl)) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static void set_port(struct sockaddr_storage *ss, int port)
+{
+    if (ss->ss_family == AF_INET6) ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+    else ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+}
+
+int net__udp_bind(const char *addr, size_t n, int *fds, int *port_out, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    if (net__addr_parse(addr, &ss, err, errlen)) return -1;
+    size_t opened = 0;
+    int e;
+    int probe = udp_socket(&ss, false);
+    if (probe < 0) goto fail;
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof bound;
+    if (getsockname(probe, (struct sockaddr *)&bound, &bl)) {
+        e = errno;
+        close(probe);
+        errno = e;
+        goto fail;
+    }
+    int port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                 : ((struct sockaddr_in *)&bound)->sin_port);
+    close(probe);
+    set_port(&ss, port);
+    /* Big buffers: one socket serves every peer of its worker. */
+    int want = 4 << 20;
+    for (; opened < n; opened++) {
+        fds[opened] = udp_socket(&ss, true);
+        if (fds[opened] < 0) goto fail;
+        setsockopt(fds[opened], SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
+        setsockopt(fds[opened], SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
+    }
+    *port_out = port;
+    return 0;
+fail:
+    e = errno;
+    for (size_t i = 0; i < opened; i++) close(fds[i]);
+    snprintf(err, errlen, "cannot listen on %s (UDP): %s", addr, uv_strerror(-e));
     return -1;
 }

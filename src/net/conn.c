@@ -38,7 +38,11 @@
  * releasing the buffers and WebSocket context of connections that have
  * been quiet for NET__TRIM_AFTER_MS.
  *
- * Memory of an idle connection (x86-64, glibc): struct net_conn is 408
+ * UDP connections (udp.c) share the state field, the dirty list (to be
+ * closed before the loop sleeps) and the idle timeout; they have no
+ * stream, no buffers and no linger.
+ *
+ * Memory of an idle connection (x86-64, glibc): a net__sconn is 408
  * bytes, of which 248 are libuv's uv_tcp_t, allocated as one 416-byte
  * chunk; libuv adds an 8-byte watcher slot per fd.  Quiet connections hold
  * no buffer, no HTTP parser and no wslay context (9.4 KiB while a
@@ -54,6 +58,11 @@
 
 static atomic_uint_fast64_t next_id = 1;
 
+/* The stream handle of an HTTP, WebSocket or TCP connection. */
+static uv_tcp_t *stream_of(net_conn *c) { return &NET__CONTAINER_OF(c, net__sconn, c)->tcp; }
+
+uint64_t net__conn_next_id(void) { return atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed); }
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 static void close_cb(uv_handle_t *h);
 
@@ -67,13 +76,13 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
 void net__conn_read_start(net_conn *c)
 {
     if (c->reading || c->eof || c->state == NET__S_CLOSED) return;
-    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0) c->reading = 1;
+    if (uv_read_start((uv_stream_t *)stream_of(c), alloc_cb, read_cb) == 0) c->reading = 1;
 }
 
 void net__conn_read_stop(net_conn *c)
 {
     if (!c->reading) return;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_read_stop((uv_stream_t *)stream_of(c));
     c->reading = 0;
 }
 
@@ -81,27 +90,27 @@ static void open_failed_cb(uv_handle_t *h)
 {
     net_conn *c = h->data;
     net__iptab_release(c->w->n->ips, c->ip);
-    pl_free(c);
+    pl_free(NET__CONTAINER_OF(c, net__sconn, c));
 }
 
 void net__conn_accept(net_worker *w, int fd, net_kind kind, net__ip *ip)
 {
     net *n = w->n;
-    net_conn *c = PL_NEW(net_conn);
+    net__sconn *sc = PL_NEW(net__sconn);
+    net_conn *c = &sc->c;
     c->w = w;
     c->ip = ip;
     c->kind = (uint8_t)kind;
-    c->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
-    c->tcp.data = c;
-    uv_tcp_init(&w->loop, &c->tcp);
-    c->tcp.data = c;
-    if (uv_tcp_open(&c->tcp, fd)) {
+    c->id = net__conn_next_id();
+    uv_tcp_init(&w->loop, &sc->tcp);
+    sc->tcp.data = c;
+    if (uv_tcp_open(&sc->tcp, fd)) {
         close(fd);
         c->state = NET__S_CLOSED;
-        uv_close((uv_handle_t *)&c->tcp, open_failed_cb);
+        uv_close((uv_handle_t *)&sc->tcp, open_failed_cb);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_nodelay(&sc->tcp, 1);
 
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
@@ -198,6 +207,8 @@ static void dirty_unlink(net_conn *c)
     c->dirty = 0;
 }
 
+void net__conn_unmark_dirty(net_conn *c) { dirty_unlink(c); }
+
 size_t net__conn_queued(const net_conn *c)
 {
     return buf_size(&c->out) + (c->wreq ? buf_size(&c->wreq->b) : 0);
@@ -252,7 +263,7 @@ static int start_write(net_conn *c)
     wr->b = c->out;
     memset(&c->out, 0, sizeof c->out);
     uv_buf_t b = uv_buf_init((char *)buf_begin(&wr->b), (unsigned)buf_size(&wr->b));
-    if (uv_write(&wr->u.write, (uv_stream_t *)&c->tcp, &b, 1, write_cb)) {
+    if (uv_write(&wr->u.write, (uv_stream_t *)stream_of(c), &b, 1, write_cb)) {
         buf_free(&wr->b);
         pl_free(wr);
         net__conn_close_now(c);
@@ -270,7 +281,7 @@ static void begin_linger(net_conn *c)
         return;
     }
     net__wreq *wr = PL_NEW(net__wreq);
-    if (uv_shutdown(&wr->u.shutdown, (uv_stream_t *)&c->tcp, shutdown_cb)) {
+    if (uv_shutdown(&wr->u.shutdown, (uv_stream_t *)stream_of(c), shutdown_cb)) {
         pl_free(wr);
         net__conn_close_now(c);
         return;
@@ -283,10 +294,15 @@ static void begin_linger(net_conn *c)
 void net__conn_flush(net_conn *c)
 {
     dirty_unlink(c);
+    if (c->kind == NET_UDP) {
+        /* A UDP connection is on the dirty list only to be closed. */
+        if (c->state == NET__S_CLOSING) net__udp_close_now(c);
+        return;
+    }
     if (c->state == NET__S_CLOSED) return;
     if (!c->wreq && buf_size(&c->out)) {
         uv_buf_t b = uv_buf_init((char *)buf_begin(&c->out), (unsigned)buf_size(&c->out));
-        int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        int r = uv_try_write((uv_stream_t *)stream_of(c), &b, 1);
         if (r == UV_EAGAIN) r = 0;
         if (r < 0) {
             net__conn_close_now(c);
@@ -312,13 +328,17 @@ void net__conn_enter_closing(net_conn *c)
 
 void net__conn_close_now(net_conn *c)
 {
+    if (c->kind == NET_UDP) {
+        net__udp_close_now(c);
+        return;
+    }
     if (c->state == NET__S_CLOSED) return;
     c->state = NET__S_CLOSED;
     dirty_unlink(c);
     net__conn_read_stop(c);
     net_callbacks *cb = &c->w->n->cb;
     if (cb->on_close) cb->on_close(c);
-    uv_close((uv_handle_t *)&c->tcp, close_cb);
+    uv_close((uv_handle_t *)stream_of(c), close_cb);
 }
 
 static void close_cb(uv_handle_t *h)
@@ -338,13 +358,19 @@ static void close_cb(uv_handle_t *h)
     }
     buf_free(&c->out);
     buf_free(&c->in);
-    pl_free(c);
+    pl_free(NET__CONTAINER_OF(c, net__sconn, c));
     net__worker_maybe_finish(w);
 }
 
 void net__conn_sweep(net_conn *c, uint32_t now, bool trim)
 {
     const net_config *cfg = &c->w->n->cfg;
+    if (c->kind == NET_UDP) {
+        /* No buffers to trim; CLOSING ends before the loop sleeps. */
+        if (c->state == NET__S_OPEN && cfg->idle_timeout_ms && now - c->last_rx >= cfg->idle_timeout_ms)
+            net_close(c, NET_CLOSE_IDLE, "idle timeout");
+        return;
+    }
     switch (c->state) {
     case NET__S_CLOSING:
     case NET__S_LINGER:
@@ -398,6 +424,7 @@ void net__conn_sweep(net_conn *c, uint32_t now, bool trim)
 int net_send(net_conn *c, bool binary, const void *data, size_t len)
 {
     if (c->state != NET__S_OPEN) return -1;
+    if (c->kind == NET_UDP) return net__udp_send(c, data, len);
     uint8_t hdr[10];
     size_t hl;
     if (c->kind == NET_WS) {
@@ -435,4 +462,4 @@ void net_conn_set_data(net_conn *c, void *data) { c->data = data; }
 void *net_conn_data(const net_conn *c) { return c->data; }
 const char *net_conn_remote_ip(const net_conn *c) { return net__ip_str(c->ip); }
 uint64_t net_conn_id(const net_conn *c) { return c->id; }
-size_t net_conn_queued(const net_conn *c) { return net__conn_queued(c); }
+size_t net_conn_queued(const net_conn *c) { return c->kind == NET_UDP ? 0 : net__conn_queued(c); }

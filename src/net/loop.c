@@ -14,11 +14,17 @@
  *   - `async` is its mailbox's wake function; libuv coalesces sends, so a
  *     burst of posts costs one wake-up, and the callback drains the mailbox
  *     (accepted sockets from here, anything the application posts);
- *   - `prepare` runs just before the loop polls: it flushes every dirty
- *     connection, one writev each (conn.c);
+ *   - `prepare` runs just before the loop polls: the application's
+ *     on_flush, then every dirty connection is flushed, one writev each
+ *     (conn.c; UDP connections on the list are closed there), then the
+ *     UDP send queue, in sendmmsg batches (udp.c);
  *   - `tick` runs every NET__TICK_MS and sweeps the worker's connections
  *     for timeouts and memory to release (conn.c) -- one timer per worker,
- *     none per connection.
+ *     none per connection;
+ *   - `app_tick` calls the application's on_tick every tick_ms;
+ *   - `udp_poll` watches the worker's own UDP socket (udp.c), bound here
+ *     on the main thread with the others of the group and handed over
+ *     before the worker's thread starts.
  * worker_start runs on the worker's thread before its loop, and net_start
  * returns only when every worker has run it.
  *
@@ -26,8 +32,9 @@
  * mail to every worker.  A stopping worker closes each connection with the
  * given WebSocket code (an HTTP request still with the application gets up
  * to NET__CLOSE_GRACE_MS to be answered, with Connection: close); when its
- * last connection is freed it calls worker_stop, closes its handles and
- * unrefs `async`, so its loop ends.  The thread then runs the mails that
+ * last connection is freed it stops on_tick, calls worker_stop, closes its
+ * handles and its UDP socket (after a last flush) and unrefs `async`, so
+ * its loop ends.  The thread then runs the mails that
  * arrived meanwhile and tells the main loop through `done_async`.  When all
  * are done, the main loop joins them, closes its own handles and stops, so
  * net_run returns.  `async` stays open (unreferenced) until net_free, so a
@@ -77,7 +84,15 @@ static void async_cb(uv_async_t *a)
 static void prepare_cb(uv_prepare_t *p)
 {
     net_worker *w = p->data;
+    if (w->n->cb.on_flush && !w->finished) w->n->cb.on_flush(w, w->wdata);
     while (w->dirty) net__conn_flush(w->dirty);
+    if (!w->udp_wait_out) net__udp_flush(w);
+}
+
+static void app_tick_cb(uv_timer_t *t)
+{
+    net_worker *w = t->data;
+    w->n->cb.on_tick(w, w->wdata, clock_mono_ms());
 }
 
 static void tick_cb(uv_timer_t *t)
@@ -89,6 +104,7 @@ static void tick_cb(uv_timer_t *t)
         next = c->next;
         net__conn_sweep(c, now, trim);
     }
+    if (trim) net__udp_trim(w);
 }
 
 static void accept_mail_fn(mail *m)
@@ -108,9 +124,12 @@ void net__worker_maybe_finish(net_worker *w)
 {
     if (!w->stopping || w->finished || w->conns) return;
     w->finished = true;
+    if (w->app_tick_on) uv_close((uv_handle_t *)&w->app_tick, NULL);
+    w->app_tick_on = false;
     if (w->n->cb.worker_stop) w->n->cb.worker_stop(w, w->wdata);
     uv_close((uv_handle_t *)&w->prepare, NULL);
     uv_close((uv_handle_t *)&w->tick, NULL);
+    net__udp_worker_close(w);
     uv_unref((uv_handle_t *)&w->async);
 }
 
@@ -142,7 +161,7 @@ static void worker_main(void *arg)
     uv_async_send(&n->done_async);
 }
 
-static void worker_init(net *n, net_worker *w, size_t index)
+static void worker_init(net *n, net_worker *w, size_t index, int udp_fd)
 {
     w->n = n;
     w->index = index;
@@ -155,10 +174,17 @@ static void worker_init(net *n, net_worker *w, size_t index)
     uv_timer_init(&w->loop, &w->tick);
     w->tick.data = w;
     uv_timer_start(&w->tick, tick_cb, NET__TICK_MS, NET__TICK_MS);
+    if (n->cfg.tick_ms && n->cb.on_tick) {
+        uv_timer_init(&w->loop, &w->app_tick);
+        w->app_tick.data = w;
+        uv_timer_start(&w->app_tick, app_tick_cb, n->cfg.tick_ms, n->cfg.tick_ms);
+        w->app_tick_on = true;
+    }
+    net__udp_worker_init(w, udp_fd);
     uv_sem_init(&w->started, 0);
     mailbox_init(&w->mb, worker_wake, w);
     w->rbuf = pl_malloc(NET__RBUF_SIZE);
-    for (int k = 0; k < 3; k++) atomic_init(&w->counts[k], 0);
+    for (int k = 0; k < 4; k++) atomic_init(&w->counts[k], 0);
     atomic_init(&w->wake_off, false);
 }
 
@@ -169,12 +195,16 @@ static void worker_destroy(net_worker *w)
     if (!uv_is_closing((uv_handle_t *)&w->async)) uv_close((uv_handle_t *)&w->async, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->prepare)) uv_close((uv_handle_t *)&w->prepare, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->tick)) uv_close((uv_handle_t *)&w->tick, NULL);
+    if (w->app_tick_on) uv_close((uv_handle_t *)&w->app_tick, NULL);
+    w->app_tick_on = false;
+    net__udp_worker_close(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&w->loop)) log_warn("net: worker %zu loop still has handles", w->index);
     mailbox_run(&w->mb);
     uv_sem_destroy(&w->started);
     pl_free(w->rbuf);
     w->rbuf = NULL;
+    net__udp_worker_free(w);
 }
 
 /* ------------------------------------------------------------------ */
@@ -307,6 +337,7 @@ static void apply_defaults(net_config *c)
     if (c->max_outbound > (1u << 30)) c->max_outbound = 1u << 30;
 }
 
+
 int net_start(net **out, const net_config *cfg, const net_callbacks *cb, char *err, size_t errlen)
 {
     *out = NULL;
@@ -327,7 +358,17 @@ int net_start(net **out, const net_config *cfg, const net_callbacks *cb, char *e
     if (net__listen(cfg->http_addr, &n->http.fd, &n->http.port, err, errlen)) goto fail;
     if (cfg->tcp_addr && *cfg->tcp_addr && net__listen(cfg->tcp_addr, &n->tcp.fd, &n->tcp.port, err, errlen))
         goto fail;
-    n->cfg.http_addr = n->cfg.tcp_addr = NULL; /* the caller's strings are not kept */
+    n->udp_max = n->cfg.max_frame < NET_UDP_MAX ? n->cfg.max_frame : NET_UDP_MAX;
+    atomic_init(&n->udp_accepting, true);
+    if (cfg->udp_addr && *cfg->udp_addr) {
+        n->udp_fds = pl_calloc((size_t)n->cfg.workers, sizeof(int));
+        if (net__udp_bind(cfg->udp_addr, (size_t)n->cfg.workers, n->udp_fds, &n->udp_port, err, errlen)) {
+            pl_free(n->udp_fds);
+            n->udp_fds = NULL;
+            goto fail;
+        }
+    }
+    n->cfg.http_addr = n->cfg.tcp_addr = n->cfg.udp_addr = NULL; /* the caller's strings are not kept */
 
     uv_loop_init(&n->loop);
     n->ips = net__iptab_new(n->cfg.max_conns_per_ip, n->cfg.conn_rate_per_ip, n->cfg.conn_burst_per_ip);
@@ -353,7 +394,9 @@ int net_start(net **out, const net_config *cfg, const net_callbacks *cb, char *e
     n->n_workers = (size_t)n->cfg.workers;
     n->workers = pl_calloc(n->n_workers, sizeof(net_worker));
     n->chains = pl_calloc(n->n_workers, sizeof(mail_chain));
-    for (size_t i = 0; i < n->n_workers; i++) worker_init(n, &n->workers[i], i);
+    for (size_t i = 0; i < n->n_workers; i++) worker_init(n, &n->workers[i], i, n->udp_fds ? n->udp_fds[i] : -1);
+    pl_free(n->udp_fds); /* the sockets are the workers' now */
+    n->udp_fds = NULL;
     for (size_t i = 0; i < n->n_workers; i++) {
         if (uv_thread_create(&n->workers[i].thread, worker_main, &n->workers[i])) {
             snprintf(err, errlen, "cannot start worker thread %zu", i);
@@ -385,6 +428,7 @@ void net_run(net *n)
 
 void net_stop_accepting(net *n)
 {
+    atomic_store(&n->udp_accepting, false);
     listener_close(&n->http);
     listener_close(&n->tcp);
 }
@@ -429,9 +473,10 @@ mailbox *net_worker_mailbox(net_worker *w) { return &w->mb; }
 
 size_t net_worker_conns(const net_worker *w, net_kind kind)
 {
-    if ((unsigned)kind > NET_TCP) return 0;
+    if ((unsigned)kind > NET_UDP) return 0;
     return atomic_load_explicit(&((net_worker *)w)->counts[kind], memory_order_relaxed);
 }
 
 int net_http_port(const net *n) { return n->http.port; }
 int net_tcp_port(const net *n) { return n->tcp.port; }
+int net_udp_port(const net *n) { return n->udp_port; }

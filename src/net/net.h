@@ -1,10 +1,11 @@
 /*
  * net.h - event loops, worker threads and connections: bytes in, bytes out.
  *
- * The net layer knows sockets, HTTP/1.1, WebSocket (RFC 6455, via wslay) and
- * length-prefixed TCP frames.  It knows nothing of chat: it hands whole HTTP
- * requests and whole messages (a WebSocket message or a TCP frame) to the
- * callbacks below and sends what it is given.
+ * The net layer knows sockets, HTTP/1.1, WebSocket (RFC 6455, via wslay),
+ * length-prefixed TCP frames and UDP datagrams.  It knows nothing of chat:
+ * it hands whole HTTP requests and whole messages (a WebSocket message, a
+ * TCP frame or a datagram) to the callbacks below and sends what it is
+ * given.
  *
  * Threads.  net_start binds the listeners on the calling (main) thread's
  * loop, which accepts connections and hands each one to a worker, round
@@ -14,6 +15,15 @@
  * for a connection must be made on that thread.  Other threads reach a
  * worker through its mailbox (net_worker_mailbox), which the worker drains
  * once per wake-up.
+ *
+ * UDP.  There is no accept: each worker has its own UDP socket, all bound
+ * to the same address with SO_REUSEPORT, and the kernel keeps the
+ * datagrams of one peer address on one socket.  A worker turns each peer
+ * address it hears from into a "virtual connection" (NET_UDP): the first
+ * datagram from an unknown address opens one (per-IP limits as for TCP;
+ * over them the datagram is dropped), on_open runs, then on_message once
+ * per datagram.  net_send sends one datagram to the peer.  The net layer
+ * adds no reliability: that is the application's (proto/rudp.h).
  *
  * Output.  net_send and net_http_respond append to the connection's
  * outbound queue; the worker writes every queued connection once per loop
@@ -32,8 +42,11 @@
  *   READ --GET + Upgrade: websocket, on_ws_upgrade == 0: 101--> OPEN (NET_WS), on_open
  *   TCP port:
  *   accepted --> OPEN (NET_TCP), on_open
+ *   UDP port (net__udp_input):
+ *   datagram from an unknown address, within the per-IP limits
+ *         --> OPEN (NET_UDP), on_open, then on_message for that datagram
  *
- *   OPEN --whole message--> on_message
+ *   OPEN --whole message / datagram--> on_message
  *   any --net_close / idle or head timeout / protocol error / response with
  *         Connection: close / slow consumer / peer EOF with output queued--> CLOSING
  *   CLOSING --queue written, WS close frame last (net__conn_flush)--> LINGER:
@@ -43,6 +56,12 @@
  *   any --peer reset, I/O error, peer EOF with nothing queued--> CLOSED
  *   CLOSED (net__conn_close_now): on_close, then the conn is freed
  *
+ *   NET_UDP has no handshake and no linger: OPEN --net_close / idle
+ *   timeout / net_stop--> CLOSING, and before the worker's loop sleeps
+ *   (net__udp_close_now) --> CLOSED: on_close, freed.  Datagrams queued
+ *   before net_close still go out; those received while CLOSING are
+ *   dropped, and one arriving after CLOSED opens a new connection.
+ *
  * on_close runs exactly once for every connection, HTTP ones included, even
  * one that never reached on_http or on_open.  A connection is freed only
  * after on_close returned; the app must drop its pointer there.
@@ -51,12 +70,18 @@
  * max_header 16 KiB, max_body 1 MiB, max_outbound 4 MiB); timeouts of 0 and
  * max_conns_per_ip 0 disable the check; conn_rate_per_ip <= 0 means no
  * rate limit.  Connections refused by the per-IP limits are closed as soon
- * as they are accepted, on either port.
+ * as they are accepted, on either port; on the UDP port the datagram that
+ * would have opened one is dropped.  A datagram is at most
+ * min(max_frame, NET_UDP_MAX) bytes either way: a longer one received is
+ * dropped, a longer one sent is refused.
  *
- * Memory.  An idle connection holds about 420 bytes here (its struct with
- * libuv's handle) and no buffer; buffers, the HTTP parser and the wslay
- * context exist while traffic flows and are released about a second after
- * it stops (see conn.c and ws.c).
+ * Memory.  An idle stream connection holds about 420 bytes here (its
+ * struct with libuv's handle) and no buffer; buffers, the HTTP parser and
+ * the wslay context exist while traffic flows and are released about a
+ * second after it stops (see conn.c and ws.c).  A UDP connection is about
+ * 210 bytes plus its slot in the worker's address table, and never holds a
+ * buffer: datagrams are read into, and sent from, buffers of the worker
+ * (udp.c).
  */
 #ifndef PARLEY_NET_NET_H
 #define PARLEY_NET_NET_H
@@ -71,7 +96,10 @@ typedef struct net net;
 typedef struct net_worker net_worker;
 typedef struct net_conn net_conn;
 
-typedef enum net_kind { NET_HTTP, NET_WS, NET_TCP } net_kind;
+typedef enum net_kind { NET_HTTP, NET_WS, NET_TCP, NET_UDP } net_kind;
+
+/* The largest UDP payload over IPv4 (65,535 - 20 - 8). */
+#define NET_UDP_MAX 65507u
 
 /* WebSocket close codes parley uses (documented in docs/protocol.md). */
 enum {
@@ -129,20 +157,32 @@ typedef struct net_callbacks {
      * answers 101 and the connection becomes NET_WS, then on_open), or an
      * HTTP status (403, 404...) to refuse it with. */
     int (*on_ws_upgrade)(net_conn *c, const net_http_req *req);
-    /* A WebSocket (after the handshake) or TCP connection is open. */
+    /* A WebSocket (after the handshake), TCP or UDP connection is open. */
     void (*on_open)(net_conn *c);
     /* One whole message: a WebSocket text (binary=false) or binary message,
-     * or one TCP frame (binary=true).  Text is valid UTF-8 (checked).  data
-     * is valid only during the callback (never NULL, even when len is 0). */
+     * one TCP frame or one UDP datagram (binary=true).  Text is valid UTF-8
+     * (checked).  data is valid only during the callback (never NULL, even
+     * when len is 0). */
     void (*on_message)(net_conn *c, bool binary, const uint8_t *data, size_t len);
     /* The connection is closed (once per connection, whatever ended it);
      * it is freed when this returns.  net_send returns -1 from here on. */
     void (*on_close)(net_conn *c);
+    /* Every net_config.tick_ms on each worker's thread, from worker_start's
+     * return until just before worker_stop; now_ms is clock_mono_ms().  For
+     * the application's timers (retransmissions, timeouts), one per worker
+     * instead of one per connection.  Optional. */
+    void (*on_tick)(net_worker *w, void *wdata, uint64_t now_ms);
+    /* Once per loop iteration on each worker, just before it writes what is
+     * queued: the last chance to add to this turn's output (the server
+     * sends UDP acks that no reply carried here).  Optional; keep it cheap,
+     * it runs on every wake-up. */
+    void (*on_flush)(net_worker *w, void *wdata);
 } net_callbacks;
 
 typedef struct net_config {
     const char *http_addr;       /* "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8080" */
     const char *tcp_addr;        /* NULL or "" for none */
+    const char *udp_addr;        /* NULL or "" for none */
     int workers;                 /* >= 1 */
     size_t max_frame;            /* largest WebSocket message / TCP frame */
     size_t max_header;           /* largest HTTP request head */
@@ -153,18 +193,22 @@ typedef struct net_config {
     uint32_t max_conns_per_ip;   /* 0 = unlimited */
     double conn_rate_per_ip;     /* new connections per second per IP (token bucket) */
     double conn_burst_per_ip;
+    uint32_t tick_ms;            /* period of on_tick; 0 = never */
 } net_config;
 
 /* Bind the listeners and start the workers.  On failure (bad address, port
- * in use...) writes a one-line reason into err and returns non-zero.
+ * in use...) writes a one-line reason into err and returns non-zero.  The
+ * UDP port counts as in use if any socket holds it, even one that allows
+ * SO_REUSEPORT (a second parleyd must not silently share the traffic).
  * SIGPIPE, if it still has its default action, is set to be ignored: a
  * write to a peer that went away must fail, not end the process. */
 int net_start(net **out, const net_config *cfg, const net_callbacks *cb, char *err, size_t errlen);
 
 /* The bound ports (useful with port 0, where the kernel picks one); 0 for
- * the TCP port when there is no TCP listener. */
+ * the TCP or UDP port when there is no such listener. */
 int net_http_port(const net *n);
 int net_tcp_port(const net *n);
+int net_udp_port(const net *n);
 
 /* The main thread's libuv loop (uv_loop_t *), for signals and timers.
  * Close your own handles on it before net_free. */
@@ -173,10 +217,12 @@ void *net_main_loop(net *n);
 /* Run the main loop until net_stop has been called and all is closed. */
 void net_run(net *n);
 
-/* Stop accepting new connections (listeners closed); existing ones stay. */
+/* Stop accepting new connections (listeners closed; datagrams from UDP
+ * addresses without a connection are dropped); existing ones stay. */
 void net_stop_accepting(net *n);
 
 /* From the main thread: close every connection (WebSocket code `code`),
+ * UDP connections and sockets included,
  * stop the workers, join them, and let net_run return.  An HTTP request
  * still with on_http gets up to 1 s to be answered (with Connection:
  * close).  Returns at once; the rest happens while net_run runs.
@@ -203,11 +249,17 @@ void net_conn_set_data(net_conn *c, void *data);
 void *net_conn_data(const net_conn *c);
 const char *net_conn_remote_ip(const net_conn *c);   /* "127.0.0.1" */
 uint64_t net_conn_id(const net_conn *c);             /* unique per process */
-size_t net_conn_queued(const net_conn *c);           /* outbound bytes not yet written */
+size_t net_conn_queued(const net_conn *c);           /* outbound bytes not yet written (UDP: 0) */
 
-/* Queue one message (WS frame of the given type / TCP frame).  Returns 0,
- * or -1 if the connection is closing or was just closed as a slow consumer
- * (the bytes are then dropped). */
+/* Queue one message (WS frame of the given type / TCP frame / UDP
+ * datagram).  Returns 0, or -1 if the connection is closing or was just
+ * closed as a slow consumer (the bytes are then dropped).  UDP: binary is
+ * ignored; a datagram longer than min(max_frame, NET_UDP_MAX) is refused
+ * with -1 and nothing else happens; datagrams are queued per worker and
+ * sent in batches (sendmmsg) before the loop sleeps; when the kernel will
+ * take no more and the worker's queue is full, the datagram is dropped as
+ * the network might drop it (0 is returned; the application's
+ * retransmission covers it). */
 int net_send(net_conn *c, bool binary, const void *data, size_t len);
 
 /* Queue an HTTP response and resume reading the next request.
@@ -218,7 +270,9 @@ void net_http_respond(net_conn *c, int status, const char *content_type,
 /* Close after the queued output is written and the peer saw our FIN (at
  * most 1 s later). WS sends a close frame with code and reason (cut to 123
  * bytes) first; a code that may not be sent on the wire (0, 1005, 1006...)
- * sends a close frame without a code.  Idempotent. */
+ * sends a close frame without a code.  UDP: nothing goes on the wire; the
+ * connection is closed (on_close) before the loop sleeps, never from
+ * inside net_close.  Idempotent. */
 void net_close(net_conn *c, uint16_t code, const char *reason);
 
 #endif

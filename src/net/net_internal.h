@@ -11,6 +11,8 @@
  *   conn.c       connection lifecycle: reads, outbound queue, flush, close
  *   frames.c     inbound reassembly of length-delimited frames (pure)
  *   tcpframe.c   the TCP port's 4-byte length prefix (pure scanner + input)
+ *   udp.c        the UDP port: per-worker sockets, virtual connections by
+ *                peer address, batched datagram input and output
  *   http.c       the HTTP/1.1 request parser over bytes (pure) and helpers
  *   httpconn.c   HTTP connections: requests to on_http, responses, errors
  *   wsproto.c    WebSocket bytes: frame scan, frame headers, accept key (pure)
@@ -24,6 +26,7 @@
 #define PARLEY_NET_NET_INTERNAL_H
 
 #include <http_parser.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,6 +50,17 @@
 /* Buffers and WebSocket contexts of connections quiet for this long are
  * released by the sweep. */
 #define NET__TRIM_AFTER_MS 1000u
+/* Datagrams read with one recvmmsg, and read at most per readiness event
+ * (so one busy socket cannot starve the rest of the loop). */
+#define NET__UDP_RX_BATCH 16u
+#define NET__UDP_RX_BUDGET 256u
+/* Datagrams handed to one sendmmsg. */
+#define NET__UDP_TX_BATCH 64u
+/* Bytes a worker queues for its UDP socket beyond what the kernel took;
+ * past this, datagrams are dropped (UDP's own failure mode). */
+#define NET__UDP_QUEUE_MAX (8u << 20)
+/* A quiet worker keeps at most this much of its UDP send queue's memory. */
+#define NET__UDP_QUEUE_KEEP (64u << 10)
 
 /* ------------------------------------------------------------------ */
 /* Addresses and listening sockets (addr.c)                             */
@@ -60,6 +74,12 @@ int net__addr_parse(const char *s, struct sockaddr_storage *out, char *err, size
 /* A non-blocking listening socket on addr.  Returns 0 and the fd and bound
  * port, or -1 with "cannot listen on ADDR: REASON" in err. */
 int net__listen(const char *addr, int *fd_out, int *port_out, char *err, size_t errlen);
+
+/* n non-blocking UDP sockets bound to addr with SO_REUSEPORT (port 0: one
+ * the kernel picks, the same for all).  The port must be free of any other
+ * socket, SO_REUSEPORT or not.  Returns 0 with fds[0..n) and the port, or
+ * -1 with "cannot listen on ADDR (UDP): REASON" in err and nothing open. */
+int net__udp_bind(const char *addr, size_t n, int *fds, int *port_out, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------ */
 /* Per-IP accounting (iplimit.c); thread-safe                           */
@@ -219,8 +239,9 @@ void net__ws_accept_key(const char *key, char out[29]);
 typedef enum net__state {
     NET__S_HTTP_READ,   /* reading a request */
     NET__S_HTTP_APP,    /* a request is with on_http; reading paused */
-    NET__S_OPEN,        /* WebSocket or TCP: messages flow */
-    NET__S_CLOSING,     /* writing what is queued (a WS close frame last) */
+    NET__S_OPEN,        /* WebSocket, TCP or UDP: messages flow */
+    NET__S_CLOSING,     /* writing what is queued (a WS close frame last);
+                           UDP: closed before the loop sleeps */
     NET__S_LINGER,      /* FIN sent; discarding input until the peer's EOF */
     NET__S_CLOSED,      /* on_close ran; freed when libuv closed the handle */
 } net__state;
@@ -243,8 +264,13 @@ typedef struct net__listener {
     bool open;
 } net__listener;
 
+/*
+ * A connection.  Stream connections (HTTP, WebSocket, TCP) are allocated as
+ * a net__sconn, with libuv's handle after this struct; UDP connections as a
+ * net__uconn, with the peer's address.  The fields from `out` to `ws_frag`
+ * are unused by UDP.
+ */
 struct net_conn {
-    uv_tcp_t tcp;                /* tcp.data == this connection */
     net_worker *w;
     net_conn *prev, *next;       /* the worker's connections */
     net_conn *dprev, *dnext;     /* the worker's dirty list */
@@ -272,6 +298,30 @@ struct net_conn {
     unsigned ws_frag : 1;        /* WS: a fragmented message is being received */
 };
 
+typedef struct net__sconn {
+    net_conn c;
+    uv_tcp_t tcp;                /* tcp.data == &c */
+} net__sconn;
+
+/* A UDP peer address: what a datagram came from and goes to. */
+typedef union net__peer {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+} net__peer;
+
+typedef struct net__uconn {
+    net_conn c;
+    net__peer peer;
+    uint32_t hash;               /* of peer, with the worker's seed */
+} net__uconn;
+
+/* A datagram in a worker's send queue: bytes at uq.data[off, off + len). */
+typedef struct net__dgram {
+    net__peer to;
+    uint32_t off, len;
+} net__dgram;
+
 struct net_worker {
     struct net *n;
     size_t index;
@@ -280,6 +330,8 @@ struct net_worker {
     uv_async_t async;            /* the mailbox's wake-up */
     uv_prepare_t prepare;        /* flushes dirty connections before the loop sleeps */
     uv_timer_t tick;             /* the sweep */
+    uv_timer_t app_tick;         /* on_tick, if configured */
+    bool app_tick_on;
     uv_sem_t started;
     mailbox mb;
     mail stop_mail;
@@ -294,7 +346,26 @@ struct net_worker {
     bool stopping;
     bool finished;
     atomic_bool wake_off;
-    atomic_size_t counts[3];     /* open connections by net_kind */
+    atomic_size_t counts[4];     /* open connections by net_kind */
+
+    /* UDP (udp.c); udp_fd < 0 when there is no UDP port. */
+    int udp_fd;
+    uv_poll_t udp_poll;
+    bool udp_open;               /* udp_poll is initialised and not closing */
+    bool udp_wait_out;           /* the socket was full: polling for writable */
+    uint8_t *urx;                /* NET__UDP_RX_BATCH slots of udp_max bytes */
+    struct mmsghdr *urx_msgs;
+    struct iovec *urx_iov;
+    struct sockaddr_storage *urx_from;
+    struct mmsghdr *utx_msgs;    /* NET__UDP_TX_BATCH */
+    struct iovec *utx_iov;
+    net__uconn **ptab;           /* peer address -> connection, linear probing */
+    size_t ptab_cap, ptab_n;
+    uint64_t ptab_seed;
+    buf uq;                      /* the send queue's bytes ... */
+    net__dgram *uq_d;            /* ... and datagrams: [uq_head, uq_n) unsent */
+    size_t uq_n, uq_head, uq_cap;
+    uint64_t udp_dropped;        /* datagrams dropped on a full send queue */
 };
 
 struct net {
@@ -302,6 +373,10 @@ struct net {
     net_callbacks cb;
     uv_loop_t loop;
     net__listener http, tcp;
+    int udp_port;
+    int *udp_fds;                /* one per worker, until handed to it */
+    size_t udp_max;              /* min(max_frame, NET_UDP_MAX) */
+    atomic_bool udp_accepting;
     uv_timer_t accept_pause;     /* EMFILE back-off */
     uv_timer_t ip_sweep;
     uv_async_t done_async;       /* a worker thread finished */
@@ -323,8 +398,10 @@ static inline uint32_t net__now(net_worker *w) { return (uint32_t)uv_now(&w->loo
 void net__worker_maybe_finish(net_worker *w);
 
 /* conn.c */
+uint64_t net__conn_next_id(void);
 void net__conn_accept(net_worker *w, int fd, net_kind kind, net__ip *ip);
 void net__conn_mark_dirty(net_conn *c);
+void net__conn_unmark_dirty(net_conn *c);
 void net__conn_flush(net_conn *c);
 void net__conn_enter_closing(net_conn *c);
 void net__conn_close_now(net_conn *c);
@@ -355,5 +432,22 @@ bool net__ws_is_upgrade(const net_http_req *req);
 
 /* tcpframe.c */
 void net__tcp_input(net_conn *c, const uint8_t *p, size_t n);
+
+/* udp.c (all on the worker's thread, except net__udp_worker_init, which
+ * runs on the main thread before the worker's thread starts) */
+void net__udp_worker_init(net_worker *w, int fd);
+/* Close the socket (after one last flush); the fd goes in the close
+ * callback. */
+void net__udp_worker_close(net_worker *w);
+/* Release the buffers once the worker's loop has ended. */
+void net__udp_worker_free(net_worker *w);
+/* Send what is queued, as far as the kernel takes it. */
+void net__udp_flush(net_worker *w);
+int net__udp_send(net_conn *c, const void *data, size_t len);
+/* on_close, forget the peer and free the connection: only where nothing
+ * else of the net layer still holds it (the worker's flush, the sweep). */
+void net__udp_close_now(net_conn *c);
+/* The sweep's share: release a quiet worker's send queue memory. */
+void net__udp_trim(net_worker *w);
 
 #endif
