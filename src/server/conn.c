@@ -1,5 +1,6 @@
 /*
- * conn.c - net callbacks to chat sessions, for WebSocket and TCP.
+ * conn.c - net callbacks to chat sessions: the worker's life, WebSocket and
+ * TCP connections, and the dispatch of UDP ones to udp.c.
  *
  * Each WebSocket or TCP connection gets a srv_conn holding its chat
  * session and the encoding to answer in: TCP always speaks protobuf; a
@@ -7,7 +8,13 @@
  * binary = protobuf), and pushes go in the encoding of the last frame the
  * client sent (its login, usually).  Frames are encoded into the worker's
  * scratch buffer and queued with net_send, which copies them into the
- * connection's outbound buffer: no allocation per frame.
+ * connection's outbound buffer: no allocation per frame.  A UDP
+ * connection's data is a srv_udp instead (udp.c).
+ *
+ * Timers: the net layer calls on_tick on each worker every SRV_TICK_MS;
+ * it drives UDP retransmissions and, every SRV_CHAT_TICK_MS, the chat
+ * worker's tick (login timeouts, sweeps).  on_flush sends the UDP acks
+ * that no reply carried, once per loop iteration.
  */
 #include <stdio.h>
 #include <string.h>
@@ -43,13 +50,6 @@ static void io_close(void *conn, uint16_t code, const char *reason)
 
 static const chat_io srv_io = {io_send, io_close};
 
-static void tick_fn(mail *m)
-{
-    srv_worker *sw = (srv_worker *)((char *)m - offsetof(srv_worker, tick_mail));
-    atomic_store(&sw->tick_pending, false);
-    chat_worker_tick(sw->cw, clock_wall_ms());
-}
-
 static void goaway_fn(mail *m)
 {
     srv_worker *sw = (srv_worker *)((char *)m - offsetof(srv_worker, goaway_mail));
@@ -62,11 +62,27 @@ static void *on_worker_start(net_worker *w, void *ud)
     srv_worker *sw = PL_NEW(srv_worker);
     sw->srv = srv;
     sw->nw = w;
-    sw->tick_mail.fn = tick_fn;
     sw->goaway_mail.fn = goaway_fn;
+    sw->next_chat_tick = clock_mono_ms() + SRV_CHAT_TICK_MS;
     sw->cw = chat_worker_new(srv->chat, net_worker_index(w), srv->n_workers,
                              net_worker_mailbox(w));
     return sw;
+}
+
+static void on_tick(net_worker *w, void *wdata, uint64_t now_ms)
+{
+    srv_worker *sw = wdata;
+    srv_udp_tick(sw, now_ms);
+    if (now_ms >= sw->next_chat_tick) {
+        sw->next_chat_tick = now_ms + SRV_CHAT_TICK_MS;
+        chat_worker_tick(sw->cw, clock_wall_ms());
+    }
+}
+
+static void on_flush(net_worker *w, void *wdata)
+{
+    srv_worker *sw = wdata;
+    if (sw->udp_ack) srv_udp_flush(sw);
 }
 
 static void on_worker_stop(net_worker *w, void *wdata)
@@ -87,6 +103,10 @@ static int on_ws_upgrade(net_conn *c, const net_http_req *req)
 static void on_open(net_conn *c)
 {
     srv_worker *sw = worker_of(c);
+    if (net_conn_kind(c) == NET_UDP) {
+        srv_udp_open(sw, c);
+        return;
+    }
     srv_conn *sc = PL_NEW(srv_conn);
     sc->c = c;
     sc->sw = sw;
@@ -107,6 +127,10 @@ static void on_open(net_conn *c)
 
 static void on_message(net_conn *c, bool binary, const uint8_t *data, size_t len)
 {
+    if (net_conn_kind(c) == NET_UDP) {
+        srv_udp_message(c, data, len);
+        return;
+    }
     srv_conn *sc = net_conn_data(c);
     if (!sc) return;
     sc->enc = binary ? PROTO_PB : PROTO_JSON;
@@ -125,6 +149,10 @@ static void on_close(net_conn *c)
 {
     if (net_conn_kind(c) == NET_HTTP) {
         srv_http_closed(c);
+        return;
+    }
+    if (net_conn_kind(c) == NET_UDP) {
+        srv_udp_closed(c);
         return;
     }
     srv_conn *sc = net_conn_data(c);
@@ -147,4 +175,6 @@ void srv_callbacks(server *srv, net_callbacks *cb)
     cb->on_open = on_open;
     cb->on_message = on_message;
     cb->on_close = on_close;
+    cb->on_tick = on_tick;
+    cb->on_flush = on_flush;
 }

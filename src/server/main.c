@@ -65,22 +65,10 @@ static int prepare_data_dir(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
-static void tick_cb(uv_timer_t *t)
-{
-    server *srv = t->data;
-    for (size_t i = 0; i < net_worker_count(srv->net); i++) {
-        srv_worker *sw = net_worker_data(net_worker_at(srv->net, i));
-        if (!sw || atomic_exchange(&sw->tick_pending, true)) continue;
-        mailbox_post(net_worker_mailbox(sw->nw), &sw->tick_mail);
-    }
-}
-
 static void grace_cb(uv_timer_t *t)
 {
     server *srv = t->data;
     log_event(LOG_INFO, "closing connections", NULL);
-    uv_timer_stop(&srv->tick);
-    uv_close((uv_handle_t *)&srv->tick, NULL);
     uv_close((uv_handle_t *)&srv->grace, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
@@ -168,6 +156,7 @@ static int start(server *srv, char *err, size_t errlen)
     net_config nc = {
         .http_addr = cfg->http,
         .tcp_addr = cfg->tcp,
+        .udp_addr = cfg->udp,
         .workers = workers,
         .max_frame = (size_t)cfg->max_frame,
         .max_header = (size_t)cfg->max_header,
@@ -178,16 +167,15 @@ static int start(server *srv, char *err, size_t errlen)
         .max_conns_per_ip = (uint32_t)cfg->max_conns_per_ip,
         .conn_rate_per_ip = cfg->conn_rate_per_ip,
         .conn_burst_per_ip = cfg->conn_burst_per_ip,
+        .tick_ms = SRV_TICK_MS,
     };
     net_callbacks cb;
     srv_callbacks(srv, &cb);
     if (net_start(&srv->net, &nc, &cb, err, errlen)) return -1;
 
     srv->loop = net_main_loop(srv->net);
-    uv_timer_init(srv->loop, &srv->tick);
     uv_timer_init(srv->loop, &srv->grace);
-    srv->tick.data = srv->grace.data = srv;
-    uv_timer_start(&srv->tick, tick_cb, 1000, 1000);
+    srv->grace.data = srv;
     uv_signal_init(srv->loop, &srv->sigterm);
     uv_signal_init(srv->loop, &srv->sigint);
     uv_signal_init(srv->loop, &srv->sighup);
@@ -195,12 +183,13 @@ static int start(server *srv, char *err, size_t errlen)
     uv_signal_start(&srv->sigterm, signal_cb, SIGTERM);
     uv_signal_start(&srv->sigint, signal_cb, SIGINT);
     uv_signal_start(&srv->sighup, signal_cb, SIGHUP);
-    char http_port[16], tcp_port[16];
+    char http_port[16], tcp_port[16], udp_port[16];
     snprintf(http_port, sizeof http_port, "%d", net_http_port(srv->net));
     snprintf(tcp_port, sizeof tcp_port, "%d", net_tcp_port(srv->net));
+    snprintf(udp_port, sizeof udp_port, "%d", net_udp_port(srv->net));
     log_event(LOG_INFO, "parleyd started", "http", cfg->http, "http_port", http_port, "tcp",
-              cfg->tcp, "tcp_port", tcp_port, "data", cfg->data, "store",
-              *cfg->store ? "postgres" : "rocksdb", NULL);
+              cfg->tcp, "tcp_port", tcp_port, "udp", cfg->udp, "udp_port", udp_port, "data", cfg->data,
+              "store", *cfg->store ? "postgres" : "rocksdb", NULL);
     return 0;
 }
 

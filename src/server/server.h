@@ -22,13 +22,20 @@
 #include "server/settings.h"
 #include "store/store.h"
 
+/* Period of each worker's on_tick: UDP retransmissions are due at this
+ * granularity; chat_worker_tick runs every SRV_CHAT_TICK_MS of them. */
+#define SRV_TICK_MS 50u
+#define SRV_CHAT_TICK_MS 1000u
+
+typedef struct srv_udp srv_udp;
+
 typedef struct server {
     settings cfg;
     net *net;
     store *st;
     chat *chat;
     uv_loop_t *loop;
-    uv_timer_t tick, grace;
+    uv_timer_t grace;
     uv_signal_t sigterm, sigint, sighup;
     atomic_bool draining;
     char **origins;                /* allowed_origins, split */
@@ -43,8 +50,9 @@ typedef struct srv_worker {
     net_worker *nw;
     chat_worker *cw;
     buf scratch;                   /* encoding buffer, reused */
-    mail tick_mail;
-    atomic_bool tick_pending;
+    uint64_t next_chat_tick;       /* clock_mono_ms of the next chat_worker_tick */
+    srv_udp *udp_busy;             /* UDP sessions with datagrams not yet acked */
+    srv_udp *udp_ack;              /* UDP sessions owing acks this loop iteration */
     mail goaway_mail;
 } srv_worker;
 
@@ -52,6 +60,15 @@ typedef struct srv_worker {
 void srv_callbacks(server *srv, net_callbacks *cb);
 /* Send goaway to every session of this worker (on its thread). */
 void srv_worker_goaway(srv_worker *sw);
+
+/* udp.c: sessions over UDP (reliable frames, proto/rudp.h) */
+void srv_udp_open(srv_worker *sw, net_conn *c);
+void srv_udp_message(net_conn *c, const uint8_t *data, size_t len);
+void srv_udp_closed(net_conn *c);
+/* Resend what is due; close peers that are gone. */
+void srv_udp_tick(srv_worker *sw, uint64_t now_ms);
+/* Send the acks no frame carried in this loop iteration. */
+void srv_udp_flush(srv_worker *sw);
 
 /* routes.c: one HTTP request (not an upgrade) */
 void srv_http(srv_worker *sw, net_conn *c, const net_http_req *req);
