@@ -174,6 +174,7 @@ static void login_finish(chat_call *c, store_req *r)
         ok.expires_at = c->token_expires;
     }
     call_ok(c, &ok.base);
+    chat_after_login(s);
 }
 
 static void login_head(chat_call *c)

@@ -41,6 +41,32 @@ static const chat_opdef ops[] = {
     OP("typing", TYPING, _NOT_SET, parley__typing__descriptor, AUTH_USER, false, h_typing),
     OP("presence_sub", PRESENCE_SUB, PRESENCE_SUB_OK, parley__presence_sub__descriptor, AUTH_USER,
        false, h_presence_sub),
+    OP("group_create", GROUP_CREATE, GROUP_CREATE_OK, parley__group_create__descriptor, AUTH_USER,
+       false, h_group_create),
+    OP("group_info", GROUP_INFO, GROUP_INFO_OK, parley__group_ref__descriptor, AUTH_USER, false,
+       h_group_info),
+    OP("group_join", GROUP_JOIN, GROUP_JOIN_OK, parley__group_ref__descriptor, AUTH_USER, false,
+       h_group_join),
+    OP("group_leave", GROUP_LEAVE, GROUP_LEAVE_OK, parley__group_ref__descriptor, AUTH_USER, false,
+       h_group_leave),
+    OP("group_members", GROUP_MEMBERS, GROUP_MEMBERS_OK, parley__group_members__descriptor,
+       AUTH_USER, false, h_group_members),
+    OP("group_add", GROUP_ADD, GROUP_ADD_OK, parley__group_add__descriptor, AUTH_USER, false,
+       h_group_add),
+    OP("group_remove", GROUP_REMOVE, GROUP_REMOVE_OK, parley__group_remove__descriptor, AUTH_USER,
+       false, h_group_remove),
+    OP("group_role", GROUP_ROLE, GROUP_ROLE_OK, parley__group_role__descriptor, AUTH_USER, false,
+       h_group_role),
+    OP("group_disband", GROUP_DISBAND, GROUP_DISBAND_OK, parley__group_ref__descriptor, AUTH_USER,
+       false, h_group_disband),
+    OP("friend", FRIEND, FRIEND_OK, parley__friend_op__descriptor, AUTH_USER, false, h_friend),
+    OP("friend_list", FRIEND_LIST, FRIEND_LIST_OK, parley__empty__descriptor, AUTH_USER, false,
+       h_friend_list),
+    OP("home", HOME, HOME_OK, parley__home__descriptor, AUTH_USER, false, h_home),
+    OP("channel_search", CHANNEL_SEARCH, CHANNEL_SEARCH_OK, parley__channel_search__descriptor,
+       AUTH_USER, false, h_channel_search),
+    OP("my_groups", MY_GROUPS, MY_GROUPS_OK, parley__empty__descriptor, AUTH_USER, false,
+       h_my_groups),
 };
 
 /* HTTP operations, indexed by chat_op. */
@@ -70,6 +96,32 @@ static const chat_opdef http_ops[CHAT_OP_COUNT] = {
                                  h_tenant_create),
     [CHAT_OP_TENANT_LIST] = OP("tenant_list", _NOT_SET, _NOT_SET, parley__empty__descriptor,
                                AUTH_ADMIN, true, h_tenant_list),
+#define HOP(op_, name_, desc, auth_, h) [op_] = OP(name_, _NOT_SET, _NOT_SET, desc, auth_, true, h)
+    HOP(CHAT_OP_GROUP_CREATE, "group_create", parley__group_create__descriptor,
+        AUTH_USER | AUTH_APIKEY, h_group_create),
+    HOP(CHAT_OP_GROUP_INFO, "group_info", parley__group_ref__descriptor, AUTH_USER | AUTH_APIKEY,
+        h_group_info),
+    HOP(CHAT_OP_GROUP_JOIN, "group_join", parley__group_ref__descriptor, AUTH_USER, h_group_join),
+    HOP(CHAT_OP_GROUP_LEAVE, "group_leave", parley__group_ref__descriptor, AUTH_USER, h_group_leave),
+    HOP(CHAT_OP_GROUP_MEMBERS, "group_members", parley__group_members__descriptor,
+        AUTH_USER | AUTH_APIKEY, h_group_members),
+    HOP(CHAT_OP_GROUP_ADD, "group_add", parley__group_add__descriptor, AUTH_USER | AUTH_APIKEY,
+        h_group_add),
+    HOP(CHAT_OP_GROUP_REMOVE, "group_remove", parley__group_remove__descriptor,
+        AUTH_USER | AUTH_APIKEY, h_group_remove),
+    HOP(CHAT_OP_GROUP_ROLE, "group_role", parley__group_role__descriptor, AUTH_USER | AUTH_APIKEY,
+        h_group_role),
+    HOP(CHAT_OP_GROUP_DISBAND, "group_disband", parley__group_ref__descriptor,
+        AUTH_USER | AUTH_APIKEY, h_group_disband),
+    HOP(CHAT_OP_CHANNEL_SEARCH, "channel_search", parley__channel_search__descriptor,
+        AUTH_USER | AUTH_APIKEY, h_channel_search),
+    HOP(CHAT_OP_MY_GROUPS, "my_groups", parley__empty__descriptor, AUTH_USER, h_my_groups),
+    HOP(CHAT_OP_FRIEND, "friend", parley__friend_op__descriptor, AUTH_USER, h_friend),
+    HOP(CHAT_OP_FRIEND_LIST, "friend_list", parley__empty__descriptor, AUTH_USER, h_friend_list),
+    HOP(CHAT_OP_PRESENCE, "presence", parley__presence_sub__descriptor, AUTH_USER | AUTH_APIKEY,
+        h_presence_get),
+    HOP(CHAT_OP_HOME, "home", parley__home__descriptor, AUTH_USER, h_home),
+#undef HOP
 };
 
 const ProtobufCMessageDescriptor *chat_op_body(chat_op op)
@@ -112,6 +164,7 @@ static void call_free(chat_call *c)
         pl_free(c->job);
     }
     if (c->s) session_unref(c->s);
+    arena_free(&c->arena);
     w->n_calls--;
     if (w->n_free_calls < FREE_CALLS_MAX) {
         c->next_free = w->free_calls;
@@ -270,6 +323,19 @@ void chat_session_frame(chat_session *s, const Parley__Frame *f)
         protobuf_c_message_descriptor_get_field(&parley__frame__descriptor, (unsigned)f->body_case);
     memcpy(&body, (const char *)f + fd->offset, sizeof body);
     run(c, body);
+}
+
+void chat__after_login_call(chat_session *s, const chat_opdef *op, void (*start)(chat_call *c))
+{
+    chat_call *c = call_new(s->w, op);
+    c->s = s;
+    session_ref(s);
+    c->auth = AUTH_USER;
+    c->tenant = s->tenant;
+    memcpy(c->user, s->user, sizeof c->user);
+    memcpy(c->device, s->device, sizeof c->device);
+    snprintf(c->ip, sizeof c->ip, "%s", s->ip);
+    start(c);
 }
 
 void chat_session_bad_frame(chat_session *s, uint64_t id, pl_status st, const char *why)

@@ -144,6 +144,7 @@ int chat_new(chat **out, const chat_config *cfg, store *st, char *err, size_t er
     pthread_rwlock_init(&c->tenants_lock, NULL);
     pthread_rwlock_init(&c->revoked_lock, NULL);
     c->limits = limits_new();
+    presence_init(c);
     if (load_secret(c, err, errlen) || (c->cfg.admin_token = cfg->admin_token, 0) ||
         load_admin_token(c, err, errlen) || tenants_load(c, err, errlen)) {
         c->cfg.admin_token = NULL;
@@ -171,6 +172,7 @@ void chat_free(chat *c)
         pl_free(r);
     }
     limits_free(c->limits);
+    presence_free(c);
     pthread_rwlock_destroy(&c->tenants_lock);
     pthread_rwlock_destroy(&c->revoked_lock);
     sodium_memzero(c->secret, sizeof c->secret);
@@ -258,5 +260,6 @@ static void worker_release(chat_worker *w)
         pl_free(cc);
     }
     chat__worker_free_calls(w);
+    topics_free(w);
     pl_free(w);
 }

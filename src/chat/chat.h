@@ -44,6 +44,7 @@ typedef struct chat_config {
     const char *admin_token;       /* NULL or "": generated into DATA/admin.token */
     uint64_t token_ttl_ms;         /* lifetime of issued tokens */
     uint32_t max_text;             /* code points per message (10,000) */
+    uint32_t group_max_members;    /* members of a group (2,000); channels are unbounded */
     size_t max_page_bytes;         /* sync/history replies stop near this size
                                       (at least one entry; 0: no bound) */
     uint32_t login_timeout_ms;     /* a connection must log in within this */
@@ -126,6 +127,21 @@ typedef enum chat_op {
     CHAT_OP_READ,            /* Read -> Empty */
     CHAT_OP_TENANT_CREATE,   /* TenantCreate (admin) -> Tenant */
     CHAT_OP_TENANT_LIST,     /* Empty (admin) -> TenantList */
+    CHAT_OP_GROUP_CREATE,    /* GroupCreate -> Group */
+    CHAT_OP_GROUP_INFO,      /* GroupRef -> Group */
+    CHAT_OP_GROUP_JOIN,      /* GroupRef -> Group */
+    CHAT_OP_GROUP_LEAVE,     /* GroupRef -> Empty */
+    CHAT_OP_GROUP_MEMBERS,   /* GroupMembers -> GroupMembersOk */
+    CHAT_OP_GROUP_ADD,       /* GroupAdd -> GroupAddOk */
+    CHAT_OP_GROUP_REMOVE,    /* GroupRemove -> Empty */
+    CHAT_OP_GROUP_ROLE,      /* GroupRole -> Empty */
+    CHAT_OP_GROUP_DISBAND,   /* GroupRef -> Empty */
+    CHAT_OP_CHANNEL_SEARCH,  /* ChannelSearch -> GroupList */
+    CHAT_OP_MY_GROUPS,       /* Empty -> GroupList */
+    CHAT_OP_FRIEND,          /* FriendOp -> FriendOk */
+    CHAT_OP_FRIEND_LIST,     /* Empty -> FriendList */
+    CHAT_OP_PRESENCE,        /* PresenceSub (users) -> PresenceSubOk */
+    CHAT_OP_HOME,            /* Home -> HomeOk */
     CHAT_OP_COUNT
 } chat_op;
 

@@ -102,6 +102,7 @@ struct chat {
     chat_worker *stopped[CHAT_MAX_WORKERS];   /* freed by chat_free */
     size_t n_workers;
     _Atomic uint64_t next_session_id;
+    struct presence_shard *presence;   /* presence.c */
 };
 
 bool chat_is_revoked(chat *c, const char *jti);
@@ -110,6 +111,7 @@ void chat_revoke_local(chat *c, const char *jti, uint64_t expires_at);
 /* ---- workers and sessions (session.c) ---- */
 
 typedef struct user_sessions user_sessions;
+typedef struct topic topic;
 typedef struct chat_call chat_call;
 
 struct chat_session {
@@ -131,6 +133,9 @@ struct chat_session {
     uint64_t token_expires;
     user_sessions *us;             /* registry entry while authed */
     chat_session *next, *prev;     /* in us->list, or in w->anon */
+    topic **topics;                /* what the session is subscribed to (topic.c) */
+    size_t n_topics, cap_topics;
+    size_t n_presence_subs;        /* of those, presence subscriptions */
 };
 
 struct user_sessions {
@@ -147,6 +152,7 @@ struct chat_worker {
     chat_session *anon;            /* not (yet) logged in, for the login timeout */
     conf_cache *confs;             /* uthash by tenant pointer */
     uint64_t confs_gen;            /* conf_gen the cache was filled at */
+    topic *topics;                 /* uthash by key: local subscribers (topic.c) */
     size_t n_calls;                /* calls in flight */
     chat_call *free_calls;         /* recycled calls: none allocated per message */
     size_t n_free_calls;
@@ -184,6 +190,45 @@ typedef struct push_target {
 void push_to_users(chat_worker *w, const chat_tenant *t, const push_target *to, size_t n,
                    Parley__Frame__BodyCase body_case, const ProtobufCMessage *body,
                    uint64_t except_sid);
+
+/* ---- topics: per-worker subscriber sets (topic.c) ----
+ *
+ * A topic is a key naming something sessions want pushes about: the
+ * members of a group or channel ("g/<tenant>/<group>") and the subscribers
+ * of a user's presence ("p/<tenant>/<user>").  Each worker keeps its own
+ * sessions' subscriptions, so a push to a topic is one mail per worker and
+ * each worker walks only its own subscribers. */
+
+#define TOPIC_KEY_MAX (2 * CHAT_ID_MAX + 8)
+
+void topic_group_key(const chat_tenant *t, const char *group, char *out, size_t outlen);
+void topic_presence_key(const chat_tenant *t, const char *user, char *out, size_t outlen);
+void topic_sub(chat_session *s, const char *key);
+void topic_unsub(chat_session *s, const char *key);
+bool topic_has(const chat_session *s, const char *key);
+void topic_unsub_all(chat_session *s);
+void topics_free(chat_worker *w);
+/* Push body to every session on every worker subscribed to key, except
+ * the session with id except_sid. */
+void push_to_topic(chat_worker *w, const char *key, Parley__Frame__BodyCase body_case,
+                   const ProtobufCMessage *body, uint64_t except_sid);
+/* Topic bookkeeping an inbox event implies for the session it reaches
+ * (group_joined subscribes to the group, friend_added to the friend's
+ * presence...). */
+void topic_follow_event(chat_session *s, const Parley__Event *e);
+
+/* ---- presence (presence.c) ---- */
+
+void presence_init(chat *c);
+void presence_free(chat *c);
+/* A device of the session's user came online / went away. */
+void presence_session_up(chat_session *s);
+void presence_session_down(chat_session *s);
+void presence_get(chat *c, const chat_tenant *t, const char *user, bool *online,
+                  uint64_t *last_seen);
+/* The presence pushes of the users the session follows, now (after a
+ * subscription). */
+void presence_fill(chat *c, const chat_tenant *t, const char *user, Parley__Presence *p);
 
 /* ---- calls (call.c) ---- */
 
@@ -227,9 +272,20 @@ struct chat_call {
     void (*hash_fn)(chat_call *c, hasher_job *j);
     chat_call *next_free;          /* on the worker's free list */
     void (*next)(chat_call *c);    /* continuation of a shared sub-flow */
+    void (*next_r)(chat_call *c, store_req *r);   /* the same, given the last result */
     store_req *req;
     hasher_job *job;
     char token[TOKEN_MAX];         /* a token being issued */
+    char group[CHAT_ID_MAX + 1];   /* group calls: the group, its kind, the caller's role */
+    char kind[8];
+    char role[8];
+    char target[CHAT_ID_MAX + 1];  /* the user a group or friend call is about */
+    const char **users;            /* a list kept across steps, in `arena` */
+    uint64_t *seqs;                /* parallel to users when needed */
+    size_t n_users;
+    uint64_t n2;
+    void *saved;                   /* a message kept across steps, in `arena` */
+    arena arena;                   /* what a reply gathers over several steps */
     uint64_t n1;
     bool flag;
     char *text;                    /* in req's arena when set */
@@ -263,6 +319,23 @@ void h_history(chat_call *c, const ProtobufCMessage *body);
 void h_read(chat_call *c, const ProtobufCMessage *body);
 void h_typing(chat_call *c, const ProtobufCMessage *body);
 void h_presence_sub(chat_call *c, const ProtobufCMessage *body);
+void h_presence_get(chat_call *c, const ProtobufCMessage *body);
+void h_group_create(chat_call *c, const ProtobufCMessage *body);
+void h_group_info(chat_call *c, const ProtobufCMessage *body);
+void h_group_join(chat_call *c, const ProtobufCMessage *body);
+void h_group_leave(chat_call *c, const ProtobufCMessage *body);
+void h_group_members(chat_call *c, const ProtobufCMessage *body);
+void h_group_add(chat_call *c, const ProtobufCMessage *body);
+void h_group_remove(chat_call *c, const ProtobufCMessage *body);
+void h_group_role(chat_call *c, const ProtobufCMessage *body);
+void h_group_disband(chat_call *c, const ProtobufCMessage *body);
+void h_channel_search(chat_call *c, const ProtobufCMessage *body);
+void h_my_groups(chat_call *c, const ProtobufCMessage *body);
+void h_friend(chat_call *c, const ProtobufCMessage *body);
+void h_friend_list(chat_call *c, const ProtobufCMessage *body);
+void h_home(chat_call *c, const ProtobufCMessage *body);
+/* After a login: subscribe the session to its groups and friends. */
+void chat_after_login(chat_session *s);
 
 /* ---- ids (ids.c) ---- */
 

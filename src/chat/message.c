@@ -20,6 +20,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/utf8.h"
+#include "proto/clone.h"
 
 #define HISTORY_DEFAULT 50
 #define SYNC_DEFAULT 100
@@ -104,7 +105,11 @@ static void sent(chat_call *c, store_req *r)
 {
     store_append *a = &r->append;
     if (r->status) {
-        if (r->status == PL_NOT_FOUND) call_err(c, PL_NOT_FOUND, "no such user");
+        if (r->status == PL_NOT_FOUND)
+            call_err(c, PL_NOT_FOUND, a->group ? "no such group" : "no such user");
+        else if (r->status == PL_FORBIDDEN)
+            call_err(c, PL_FORBIDDEN, a->group ? "not a member, or only admins may post here"
+                                               : "this tenant requires friendship for messages");
         else call_err(c, PL_UNAVAILABLE, "message not stored, retry later");
         return;
     }
@@ -114,8 +119,10 @@ static void sent(chat_call *c, store_req *r)
     ok.seq = a->seq;
     ok.has_ts = true;
     ok.ts = a->ts;
-    ok.has_useq = true;
-    ok.useq = a->useqs[0];
+    if (a->n_rcpt && a->useqs && a->useqs[0]) {
+        ok.has_useq = true;
+        ok.useq = a->useqs[0];
+    }
     if (!a->dup) {
         Parley__Msg m = PARLEY__MSG__INIT;
         m.conv = (char *)a->conv;
@@ -126,13 +133,20 @@ static void sent(chat_call *c, store_req *r)
         m.has_ts = true;
         m.ts = a->ts;
         m.cmid = (char *)a->cmid;
-        push_target to[2];
-        for (size_t i = 0; i < a->n_rcpt; i++) {
-            to[i].user = a->rcpt[i];
-            to[i].useq = a->useqs[i];
+        uint64_t except = c->s ? c->s->id : 0;
+        if (a->group && !a->n_rcpt) {
+            /* A channel: once per worker, to the online members there. */
+            char key[TOPIC_KEY_MAX];
+            topic_group_key(c->tenant, a->group, key, sizeof key);
+            push_to_topic(c->w, key, PARLEY__FRAME__BODY_MSG, &m.base, except);
+        } else {
+            push_target *to = arena_alloc(&r->arena, (a->n_rcpt + 1) * sizeof *to);
+            for (size_t i = 0; i < a->n_rcpt; i++) {
+                to[i].user = a->rcpt[i];
+                to[i].useq = a->useqs[i];
+            }
+            push_to_users(c->w, c->tenant, to, a->n_rcpt, PARLEY__FRAME__BODY_MSG, &m.base, except);
         }
-        push_to_users(c->w, c->tenant, to, a->n_rcpt, PARLEY__FRAME__BODY_MSG, &m.base,
-                      c->s ? c->s->id : 0);
     }
     call_ok(c, &ok.base);
 }
@@ -161,16 +175,13 @@ void h_send(chat_call *c, const ProtobufCMessage *body)
 {
     const Parley__Send *in = (const Parley__Send *)body;
     chat *ch = c->c;
-    if (in->group && *in->group) {
-        call_err(c, PL_NOT_FOUND, "no such group");
+    bool to_group = in->group && *in->group, to_user = in->to && *in->to;
+    if (to_group == to_user) {
+        call_err(c, PL_BAD_REQUEST, "send needs one of `to` (a user) or `group`");
         return;
     }
-    if (!in->to || !*in->to) {
-        call_err(c, PL_BAD_REQUEST, "send needs `to` (a user) or `group`");
-        return;
-    }
-    if (!chat_valid_id(in->to)) {
-        call_err(c, PL_NOT_FOUND, "no such user");
+    if (!chat_valid_id(to_group ? in->group : in->to)) {
+        call_err(c, PL_NOT_FOUND, to_group ? "no such group" : "no such user");
         return;
     }
     pl_status st;
@@ -211,20 +222,30 @@ void h_send(chat_call *c, const ProtobufCMessage *body)
         }
     }
     char conv[2 * CHAT_ID_MAX + 8];
-    chat_dm_conv(c->user, in->to, conv, sizeof conv);
-    a->conv = arena_strdup(&r->arena, conv);
     a->from = arena_strdup(&r->arena, c->user);
     if (!a->text) a->text = arena_strdup(&r->arena, text);
     a->cmid = arena_strdup(&r->arena, in->cmid);
-    a->n_rcpt = strcmp(c->user, in->to) ? 2 : 1;
-    a->rcpt = arena_alloc(&r->arena, 2 * sizeof *a->rcpt);
-    a->rcpt[0] = a->from;
-    a->rcpt[1] = arena_strdup(&r->arena, in->to);
-    a->must_exist = a->rcpt[1];
+    if (to_group) {
+        snprintf(conv, sizeof conv, "g:%s", in->group);
+        a->group = arena_strdup(&r->arena, in->group);
+    } else {
+        chat_dm_conv(c->user, in->to, conv, sizeof conv);
+        a->n_rcpt = strcmp(c->user, in->to) ? 2 : 1;
+        a->rcpt = arena_alloc(&r->arena, 2 * sizeof *a->rcpt);
+        a->rcpt[0] = a->from;
+        a->rcpt[1] = arena_strdup(&r->arena, in->to);
+        a->must_exist = a->rcpt[1];
+        a->require_friend = tc->friends_only_dm && a->n_rcpt == 2;
+    }
+    a->conv = arena_strdup(&r->arena, conv);
     call_submit(c, r);
 }
 
 /* ---- sync ---- */
+
+#define SYNC_CHANNELS_MAX 100
+
+static void channel_step(chat_call *c);
 
 static void synced(chat_call *c, store_req *r)
 {
@@ -259,16 +280,150 @@ static void synced(chat_call *c, store_req *r)
     ok.more = r->more || n < r->n_entries;
     ok.has_useq = true;
     ok.useq = r->head;
-    call_ok(c, &ok.base);
+    if (!c->n_users) {
+        call_ok(c, &ok.base);
+        return;
+    }
+    /* Channels follow: keep the inbox part in the call's arena. */
+    Parley__SyncOk *kept = (Parley__SyncOk *)proto_clone(&ok.base, &c->arena);
+    kept->channels = arena_alloc(&c->arena, c->n_users * sizeof *kept->channels);
+    kept->n_channels = 0;
+    c->saved = kept;
+    c->n1 = 0;
+    channel_step(c);
+}
+
+static void channel_read(chat_call *c, store_req *r)
+{
+    Parley__SyncOk *kept = c->saved;
+    if (r->status) {
+        call_err(c, PL_UNAVAILABLE, "store unavailable, retry later");
+        return;
+    }
+    const store_msg **sm = arena_alloc(&r->arena, (r->n_msgs + 1) * sizeof *sm);
+    for (size_t i = 0; i < r->n_msgs; i++) sm[i] = &r->msgs[i];
+    size_t n = page_fit(c->c, sm, r->n_msgs);
+    Parley__ChannelMsgs cm = PARLEY__CHANNEL_MSGS__INIT;
+    cm.group = (char *)c->users[c->n1];
+    cm.n_msgs = n;
+    cm.msgs = arena_alloc(&r->arena, (n + 1) * sizeof *cm.msgs);
+    for (size_t i = 0; i < n; i++) {
+        cm.msgs[i] = arena_alloc(&r->arena, sizeof *cm.msgs[i]);
+        msg_from_store(cm.msgs[i], &r->msgs[i]);
+    }
+    cm.has_more = true;
+    cm.more = r->more || n < r->n_msgs;
+    kept->channels[kept->n_channels++] = (Parley__ChannelMsgs *)proto_clone(&cm.base, &c->arena);
+    c->n1++;
+    channel_step(c);
+}
+
+static void channel_checked(chat_call *c, store_req *r)
+{
+    /* Only channels sync by seq (a group's messages are in the inbox), and
+     * a channel is public within its tenant. */
+    if (r->status || strcmp(r->group->kind, "channel")) {
+        c->n1++;
+        channel_step(c);
+        return;
+    }
+    char conv[CHAT_ID_MAX + 4];
+    snprintf(conv, sizeof conv, "g:%s", c->users[c->n1]);
+    uint64_t after = c->seqs[c->n1];
+    store_req *nr = call_store(c, STORE_CONV_READ, channel_read);
+    nr->conv = arena_strdup(&nr->arena, conv);
+    nr->after = after;
+    nr->limit = (uint32_t)c->n2;
+    call_submit(c, nr);
+}
+
+static void channel_step(chat_call *c)
+{
+    if (c->n1 >= c->n_users) {
+        call_ok(c, c->saved);
+        return;
+    }
+    store_req *r = call_store(c, STORE_MEMBER_GET, channel_checked);
+    r->group_id = arena_strdup(&r->arena, c->users[c->n1]);
+    r->user_id = arena_strdup(&r->arena, c->user);
+    call_submit(c, r);
 }
 
 void h_sync(chat_call *c, const ProtobufCMessage *body)
 {
     const Parley__Sync *in = (const Parley__Sync *)body;
+    if (in->n_channels > SYNC_CHANNELS_MAX) {
+        call_err(c, PL_TOO_LARGE, "at most 100 channels per sync");
+        return;
+    }
+    c->users = arena_alloc(&c->arena, (in->n_channels + 1) * sizeof *c->users);
+    c->seqs = arena_alloc(&c->arena, (in->n_channels + 1) * sizeof *c->seqs);
+    for (size_t i = 0; i < in->n_channels; i++) {
+        const Parley__ChannelPos *cp = in->channels[i];
+        if (!chat_valid_id(cp->group)) {
+            call_err(c, PL_BAD_REQUEST, "channels[].group must be a group id");
+            return;
+        }
+        c->users[i] = arena_strdup(&c->arena, cp->group);
+        c->seqs[i] = cp->has_seq ? cp->seq : 0;
+    }
+    c->n_users = in->n_channels;
+    c->n2 = page_limit(in->has_limit, in->limit, SYNC_DEFAULT);
     store_req *r = call_store(c, STORE_INBOX_READ, synced);
     r->user_id = arena_strdup(&r->arena, c->user);
     r->after = in->has_useq ? in->useq : 0;
-    r->limit = page_limit(in->has_limit, in->limit, SYNC_DEFAULT);
+    r->limit = (uint32_t)c->n2;
+    call_submit(c, r);
+}
+
+/* ---- access to a conversation ---- */
+
+/* Group conversations g:<id>: the group id into out, true. */
+static bool group_conv(const char *conv, char *out, size_t outlen)
+{
+    if (!conv || strncmp(conv, "g:", 2) || !chat_valid_id(conv + 2)) return false;
+    snprintf(out, outlen, "%s", conv + 2);
+    return true;
+}
+
+/* Check that the caller may use conv, then run next.  A dm: the caller is
+ * one side (c->target = the peer).  A group: the caller is a member
+ * (c->kind, c->role set); for reading (`read_only`), a channel is open to
+ * anyone of its tenant. */
+static void conv_member_got(chat_call *c, store_req *r)
+{
+    if (r->status == PL_NOT_FOUND || (!r->status && !r->member &&
+                                      (!c->flag || strcmp(r->group->kind, "channel")))) {
+        call_err(c, PL_NOT_FOUND, "no such conversation");
+        return;
+    }
+    if (r->status) {
+        call_err(c, PL_UNAVAILABLE, "store unavailable, retry later");
+        return;
+    }
+    snprintf(c->kind, sizeof c->kind, "%s", r->group->kind);
+    snprintf(c->role, sizeof c->role, "%s", r->member ? r->member->role : "");
+    c->next(c);
+}
+
+static void with_conv(chat_call *c, const char *conv, bool read_only, void (*next)(chat_call *c))
+{
+    char group[CHAT_ID_MAX + 1];
+    c->target[0] = c->group[0] = 0;
+    if (conv && chat_dm_peer(conv, c->user, c->target, sizeof c->target)) {
+        next(c);
+        return;
+    }
+    if (!group_conv(conv, group, sizeof group)) {
+        call_err(c, PL_NOT_FOUND, "no such conversation");
+        return;
+    }
+    snprintf(c->group, sizeof c->group, "%s", group);
+    c->flag = read_only;
+    c->next = next;
+    store_req *r = call_store(c, STORE_MEMBER_GET, conv_member_got);
+    r->group_id = arena_strdup(&r->arena, group);
+    r->user_id = arena_strdup(&r->arena, c->user);
     call_submit(c, r);
 }
 
@@ -296,25 +451,20 @@ static void history_read(chat_call *c, store_req *r)
     call_ok(c, &ok.base);
 }
 
-/* May the caller read conv?  Fills peer for dms. */
-static bool may_access(chat_call *c, const char *conv, char *peer, size_t peerlen)
+static void history_allowed(chat_call *c)
 {
-    return chat_dm_peer(conv, c->user, peer, peerlen);
-}
-
-void h_history(chat_call *c, const ProtobufCMessage *body)
-{
-    const Parley__History *in = (const Parley__History *)body;
-    char peer[CHAT_ID_MAX + 1];
-    if (!in->conv || !may_access(c, in->conv, peer, sizeof peer)) {
-        call_err(c, PL_NOT_FOUND, "no such conversation");
-        return;
-    }
+    Parley__History *in = c->saved;
     store_req *r = call_store(c, STORE_HISTORY, history_read);
     r->conv = arena_strdup(&r->arena, in->conv);
     r->before = in->has_before_seq ? in->before_seq : 0;
     r->limit = page_limit(in->has_limit, in->limit, HISTORY_DEFAULT);
     call_submit(c, r);
+}
+
+void h_history(chat_call *c, const ProtobufCMessage *body)
+{
+    c->saved = proto_clone(body, &c->arena);
+    with_conv(c, ((const Parley__History *)body)->conv, true, history_allowed);
 }
 
 /* ---- read receipts ---- */
@@ -328,16 +478,20 @@ static void read_set(chat_call *c, store_req *r)
     uint64_t useq = r->useqs ? r->useqs[0] : 0;
     if (useq) {
         const store_event *ev = r->event;
-        Parley__Receipt rc = PARLEY__RECEIPT__INIT;
-        rc.conv = (char *)ev->conv;
-        rc.user = c->user;
-        rc.has_seq = true;
-        rc.seq = ev->seq;
-        rc.has_ts = true;
-        rc.ts = ev->ts;
-        push_target peer = {.user = c->text, .useq = 0};
-        if (strcmp(c->text, c->user))
+        /* The peer of a dm learns it was read; in groups only the reader's
+         * own devices hear of it (a receipt to every member would cost a
+         * push per member per read). */
+        if (c->target[0] && strcmp(c->target, c->user)) {
+            Parley__Receipt rc = PARLEY__RECEIPT__INIT;
+            rc.conv = (char *)ev->conv;
+            rc.user = c->user;
+            rc.has_seq = true;
+            rc.seq = ev->seq;
+            rc.has_ts = true;
+            rc.ts = ev->ts;
+            push_target peer = {.user = c->target, .useq = 0};
             push_to_users(c->w, c->tenant, &peer, 1, PARLEY__FRAME__BODY_RECEIPT, &rc.base, 0);
+        }
         Parley__Event e;
         event_from_store(&e, ev, useq);
         push_target self = {.user = c->user, .useq = useq};
@@ -348,18 +502,13 @@ static void read_set(chat_call *c, store_req *r)
     call_ok(c, &ok.base);
 }
 
-void h_read(chat_call *c, const ProtobufCMessage *body)
+static void read_allowed(chat_call *c)
 {
-    const Parley__Read *in = (const Parley__Read *)body;
-    char peer[CHAT_ID_MAX + 1];
-    if (!in->conv || !may_access(c, in->conv, peer, sizeof peer)) {
+    if (c->group[0] && !c->role[0]) {
         call_err(c, PL_NOT_FOUND, "no such conversation");
         return;
     }
-    if (!in->has_seq || !in->seq) {
-        call_err(c, PL_BAD_REQUEST, "read needs the seq read up to");
-        return;
-    }
+    Parley__Read *in = c->saved;
     store_req *r = call_store(c, STORE_READ_SET, read_set);
     r->user_id = arena_strdup(&r->arena, c->user);
     r->event = arena_alloc(&r->arena, sizeof *r->event);
@@ -367,9 +516,20 @@ void h_read(chat_call *c, const ProtobufCMessage *body)
     r->event->conv = arena_strdup(&r->arena, in->conv);
     r->event->seq = in->seq;
     r->event->user = r->user_id;
+    if (c->group[0]) r->event->group = arena_strdup(&r->arena, c->group);
     r->event->ts = clock_wall_ms();
-    c->text = arena_strdup(&r->arena, peer);
     call_submit(c, r);
+}
+
+void h_read(chat_call *c, const ProtobufCMessage *body)
+{
+    const Parley__Read *in = (const Parley__Read *)body;
+    if (!in->has_seq || !in->seq) {
+        call_err(c, PL_BAD_REQUEST, "read needs the seq read up to");
+        return;
+    }
+    c->saved = proto_clone(body, &c->arena);
+    with_conv(c, in->conv, false, read_allowed);
 }
 
 /* ---- typing (never stored) ---- */
@@ -377,24 +537,28 @@ void h_read(chat_call *c, const ProtobufCMessage *body)
 void h_typing(chat_call *c, const ProtobufCMessage *body)
 {
     const Parley__Typing *in = (const Parley__Typing *)body;
-    char peer[CHAT_ID_MAX + 1];
-    if (!in->conv || !may_access(c, in->conv, peer, sizeof peer)) {
+    char peer[CHAT_ID_MAX + 1], group[CHAT_ID_MAX + 1], topic_key[TOPIC_KEY_MAX];
+    bool dm = in->conv && chat_dm_peer(in->conv, c->user, peer, sizeof peer);
+    bool grp = !dm && group_conv(in->conv, group, sizeof group);
+    if (grp) topic_group_key(c->tenant, group, topic_key, sizeof topic_key);
+    /* A group: the session itself knows whether it is a member. */
+    if (!dm && !(grp && c->s && topic_has(c->s, topic_key))) {
         call_err(c, PL_NOT_FOUND, "no such conversation");
         return;
     }
     char key[160];
     snprintf(key, sizeof key, "typing:%s/%s", c->tenant->id, c->user);
-    if (!limits_take(c->c->limits, key, clock_wall_ms(), 2, 5) && strcmp(peer, c->user)) {
+    if (!limits_take(c->c->limits, key, clock_wall_ms(), 2, 5)) {
         Parley__Typing t = PARLEY__TYPING__INIT;
         t.conv = in->conv;
         t.from = c->user;
-        push_target to = {.user = peer};
-        push_to_users(c->w, c->tenant, &to, 1, PARLEY__FRAME__BODY_TYPING, &t.base, 0);
+        if (grp) {
+            push_to_topic(c->w, topic_key, PARLEY__FRAME__BODY_TYPING, &t.base, c->s->id);
+        } else if (strcmp(peer, c->user)) {
+            push_target to = {.user = peer};
+            push_to_users(c->w, c->tenant, &to, 1, PARLEY__FRAME__BODY_TYPING, &t.base, 0);
+        }
     }
     call_ok(c, NULL);
 }
 
-void h_presence_sub(chat_call *c, const ProtobufCMessage *body)
-{
-    call_err(c, PL_BAD_REQUEST, "presence is not served by this version");
-}

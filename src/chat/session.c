@@ -61,6 +61,8 @@ static void unlink_session(chat_session *s)
     chat_worker *w = s->w;
     if (s->us) {
         user_sessions *us = s->us;
+        topic_unsub_all(s);
+        presence_session_down(s);
         DL_DELETE(us->list, s);
         if (!us->list) {
             HASH_DEL(w->users, us);
@@ -129,6 +131,7 @@ struct wmail {
     size_t n_to;
     Parley__Frame__BodyCase body_case;
     ProtobufCMessage *body;
+    char topic[TOPIC_KEY_MAX];     /* push to a topic instead of users */
     wmail_node nodes[];
 };
 
@@ -245,6 +248,7 @@ void session_login(chat_session *s)
     memcpy(wm->device, s->device, sizeof wm->device);
     wm->sid = s->id;
     wmail_post_all(w, wm);
+    presence_session_up(s);
 }
 
 void session_logout(chat_session *s)
@@ -267,16 +271,39 @@ static void push_one(chat_session *s, const wmail *wm, uint64_t useq)
         m.useq = useq;
         frame_set_body(&f, wm->body_case, &m);
         session_send(s, &f);
-    } else if (wm->body_case == PARLEY__FRAME__BODY_EVENT && useq) {
+    } else if (wm->body_case == PARLEY__FRAME__BODY_EVENT) {
         Parley__Event e = *(const Parley__Event *)wm->body;
-        e.has_useq = true;
-        e.useq = useq;
+        if (useq) {
+            e.has_useq = true;
+            e.useq = useq;
+        }
+        topic_follow_event(s, &e);
         frame_set_body(&f, wm->body_case, &e);
         session_send(s, &f);
     } else {
         frame_set_body(&f, wm->body_case, wm->body);
         session_send(s, &f);
     }
+}
+
+void topic__push_local(chat_worker *w, const char *key, const Parley__Frame *f, uint64_t except_sid);
+
+static void push_topic_run(chat_worker *w, wmail *wm)
+{
+    Parley__Frame f = PARLEY__FRAME__INIT;
+    frame_set_body(&f, wm->body_case, wm->body);
+    topic__push_local(w, wm->topic, &f, wm->sid);
+}
+
+void push_to_topic(chat_worker *w, const char *key, Parley__Frame__BodyCase body_case,
+                   const ProtobufCMessage *body, uint64_t except_sid)
+{
+    wmail *wm = wmail_new(w->c, push_topic_run);
+    snprintf(wm->topic, sizeof wm->topic, "%s", key);
+    wm->sid = except_sid;
+    wm->body_case = body_case;
+    wm->body = proto_clone(body, &wm->arena);
+    wmail_post_all(w, wm);
 }
 
 static void push_run(chat_worker *w, wmail *wm)

@@ -135,6 +135,7 @@ static int start(server *srv, char *err, size_t errlen)
         .admin_token = cfg->admin_token,
         .token_ttl_ms = (uint64_t)cfg->token_ttl_ms,
         .max_text = (uint32_t)cfg->max_text,
+        .group_max_members = (uint32_t)cfg->group_max_members,
         /* A page must fit the outbound queue with room left for pushes, or
          * a reader that keeps up would be cut off as a slow consumer. */
         .max_page_bytes = (size_t)cfg->max_outbound / 4,

@@ -28,6 +28,7 @@ typedef struct route {
     const char *method;
     const char *pattern;           /* segments; {name} captures one */
     chat_op op;
+    const char *preset;            /* "field=value" the route itself sets, or NULL */
 } route;
 
 static const route routes[] = {
@@ -43,6 +44,24 @@ static const route routes[] = {
     {"POST", "/v1/conversations/{conv}/read", CHAT_OP_READ},
     {"POST", "/v1/admin/tenants", CHAT_OP_TENANT_CREATE},
     {"GET", "/v1/admin/tenants", CHAT_OP_TENANT_LIST},
+    {"POST", "/v1/groups", CHAT_OP_GROUP_CREATE},
+    {"GET", "/v1/groups", CHAT_OP_MY_GROUPS},
+    {"GET", "/v1/groups/{group}", CHAT_OP_GROUP_INFO},
+    {"DELETE", "/v1/groups/{group}", CHAT_OP_GROUP_DISBAND},
+    {"POST", "/v1/groups/{group}/join", CHAT_OP_GROUP_JOIN},
+    {"POST", "/v1/groups/{group}/leave", CHAT_OP_GROUP_LEAVE},
+    {"GET", "/v1/groups/{group}/members", CHAT_OP_GROUP_MEMBERS},
+    {"POST", "/v1/groups/{group}/members", CHAT_OP_GROUP_ADD},
+    {"DELETE", "/v1/groups/{group}/members/{user}", CHAT_OP_GROUP_REMOVE},
+    {"POST", "/v1/groups/{group}/roles", CHAT_OP_GROUP_ROLE},
+    {"GET", "/v1/channels", CHAT_OP_CHANNEL_SEARCH},
+    {"GET", "/v1/friends", CHAT_OP_FRIEND_LIST},
+    {"POST", "/v1/friends/requests", CHAT_OP_FRIEND, "action=request"},
+    {"POST", "/v1/friends/requests/{user}/accept", CHAT_OP_FRIEND, "action=accept"},
+    {"POST", "/v1/friends/requests/{user}/reject", CHAT_OP_FRIEND, "action=reject"},
+    {"DELETE", "/v1/friends/{user}", CHAT_OP_FRIEND, "action=delete"},
+    {"GET", "/v1/presence", CHAT_OP_PRESENCE},
+    {"GET", "/v1/home", CHAT_OP_HOME},
 };
 
 #define MAX_PARAMS 4
@@ -84,8 +103,26 @@ static const char *set_param(json_t *obj, const ProtobufCMessageDescriptor *d, c
                              const char *value)
 {
     const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field_by_name(d, key);
-    if (!fd || fd->label == PROTOBUF_C_LABEL_REPEATED) return "unknown parameter";
+    if (!fd) return "unknown parameter";
     json_t *v = NULL;
+    if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+        /* A list of strings, comma-separated: ?users=a,b,c */
+        if (fd->type != PROTOBUF_C_TYPE_STRING) return "parameter of an unsupported type";
+        v = json_array();
+        for (const char *p = value; *p;) {
+            const char *comma = strchr(p, ',');
+            size_t n = comma ? (size_t)(comma - p) : strlen(p);
+            json_t *item = n ? json_stringn(p, n) : NULL;
+            if (n && !item) {
+                json_decref(v);
+                return "parameter is not valid UTF-8";
+            }
+            if (item) json_array_append_new(v, item);
+            p += n + (comma ? 1 : 0);
+        }
+        json_object_set_new(obj, key, v);
+        return NULL;
+    }
     switch (fd->type) {
     case PROTOBUF_C_TYPE_STRING:
         v = json_string(value);
@@ -111,8 +148,9 @@ static const char *set_param(json_t *obj, const ProtobufCMessageDescriptor *d, c
 }
 
 /* The op's body message from the request, or NULL with the reason. */
-static ProtobufCMessage *request_body(chat_op op, const net_http_req *req, const param *params,
-                                      size_t n_params, char *err, size_t errlen)
+static ProtobufCMessage *request_body(chat_op op, const char *preset, const net_http_req *req,
+                                      const param *params, size_t n_params, char *err,
+                                      size_t errlen)
 {
     const ProtobufCMessageDescriptor *d = chat_op_body(op);
     json_t *obj;
@@ -128,6 +166,12 @@ static ProtobufCMessage *request_body(chat_op op, const net_http_req *req, const
         obj = json_object();
     }
     const char *why = NULL;
+    if (preset) {
+        const char *eq = strchr(preset, '=');
+        char name[32];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - preset), preset);
+        why = set_param(obj, d, name, eq + 1);
+    }
     for (size_t i = 0; i < n_params && !why; i++) {
         why = set_param(obj, d, params[i].name, params[i].value);
         if (why) snprintf(err, errlen, "%.31s: %.120s", params[i].name, why);
@@ -287,7 +331,7 @@ void srv_http(srv_worker *sw, net_conn *c, const net_http_req *req)
         return;
     }
     char err[200];
-    ProtobufCMessage *body = request_body(rt->op, req, params, n_params, err, sizeof err);
+    ProtobufCMessage *body = request_body(rt->op, rt->preset, req, params, n_params, err, sizeof err);
     if (!body) {
         respond_error(c, PL_BAD_REQUEST, err, 0, &sw->scratch);
         return;

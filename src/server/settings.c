@@ -45,6 +45,7 @@ const config_def settings_defs[] = {
     S(msg_burst, DOUBLE, "200", 0, 0, "burst of messages per user"),
     S(failed_login_max, INT, "10", 1, 1000000, "wrong passwords per user per window before lockout"),
     S(failed_login_window_ms, INT, "300000", 1000, 86400000, "the lockout window"),
+    S(group_max_members, INT, "2000", 2, 1000000, "members of a group (channels are unbounded)"),
     S(max_text, INT, "10000", 1, 1000000, "longest message, in Unicode code points"),
     S(token_ttl_ms, INT, "2592000000", 1000, 31536000000, "lifetime of issued tokens (30 days)"),
     S(argon2_threads, INT, "2", 1, 64, "threads hashing passwords (argon2id)"),

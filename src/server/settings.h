@@ -28,6 +28,7 @@ typedef struct settings {
     double msg_rate, msg_burst;
     int64_t failed_login_max, failed_login_window_ms;
     int64_t max_text;
+    int64_t group_max_members;
     int64_t token_ttl_ms;
     int64_t argon2_threads, argon2_ops, argon2_mem, argon2_queue;
     bool store_sync;

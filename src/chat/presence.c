@@ -1,0 +1,196 @@
+/*
+ * presence.c - who is online, shared by every worker.
+ *
+ * A table tenant/user -> (devices online, last seen), split into 64
+ * shards each behind its own mutex, touched when a session logs in or goes
+ * away, never per message.  When a user's count moves from 0 to 1 or from
+ * 1 to 0, the worker where it happened pushes `presence` to the user's
+ * presence topic (topic.c): one mail per worker, each worker telling its
+ * own subscribers.  Entries stay after the user goes offline, to answer
+ * last-seen; the table is bounded by the users that ever logged in since
+ * start.  Last-seen is kept in memory only: after a restart a user who has
+ * not come back reads as offline with last_seen 0.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "chat/chat_internal.h"
+#include "core/clock.h"
+#include "core/mem.h"
+
+#define SHARDS 64
+
+typedef struct pres {
+    char key[2 * CHAT_ID_MAX + 2];
+    int online;
+    uint64_t last_seen;
+    UT_hash_handle hh;
+} pres;
+
+struct presence_shard {
+    pthread_mutex_t lock;
+    pres *table;
+};
+
+static size_t shard_of(const char *key)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) h = (h ^ *p) * 1099511628211ull;
+    return (size_t)(h % SHARDS);
+}
+
+void presence_init(chat *c)
+{
+    c->presence = pl_calloc(SHARDS, sizeof *c->presence);
+    for (size_t i = 0; i < SHARDS; i++) pthread_mutex_init(&c->presence[i].lock, NULL);
+}
+
+void presence_free(chat *c)
+{
+    if (!c->presence) return;
+    for (size_t i = 0; i < SHARDS; i++) {
+        pres *p, *tmp;
+        HASH_ITER(hh, c->presence[i].table, p, tmp)
+        {
+            HASH_DEL(c->presence[i].table, p);
+            pl_free(p);
+        }
+        pthread_mutex_destroy(&c->presence[i].lock);
+    }
+    pl_free(c->presence);
+    c->presence = NULL;
+}
+
+/* Add delta to the user's online count; true if it crossed zero. */
+static bool update(chat *c, const chat_tenant *t, const char *user, int delta, uint64_t *last_seen)
+{
+    char key[2 * CHAT_ID_MAX + 2];
+    snprintf(key, sizeof key, "%s/%s", t->id, user);
+    struct presence_shard *sh = &c->presence[shard_of(key)];
+    pthread_mutex_lock(&sh->lock);
+    pres *p = NULL;
+    HASH_FIND_STR(sh->table, key, p);
+    if (!p) {
+        p = PL_NEW(pres);
+        memcpy(p->key, key, sizeof key);
+        HASH_ADD_STR(sh->table, key, p);
+    }
+    int before = p->online;
+    p->online += delta;
+    if (p->online < 0) p->online = 0;
+    if (delta < 0 && !p->online) p->last_seen = clock_wall_ms();
+    *last_seen = p->last_seen;
+    bool crossed = (before == 0) != (p->online == 0);
+    pthread_mutex_unlock(&sh->lock);
+    return crossed;
+}
+
+static void announce(chat_session *s, bool online, uint64_t last_seen)
+{
+    Parley__Presence p = PARLEY__PRESENCE__INIT;
+    p.user = s->user;
+    p.has_online = true;
+    p.online = online;
+    if (!online) {
+        p.has_last_seen = true;
+        p.last_seen = last_seen;
+    }
+    char key[TOPIC_KEY_MAX];
+    topic_presence_key(s->tenant, s->user, key, sizeof key);
+    push_to_topic(s->w, key, PARLEY__FRAME__BODY_PRESENCE, &p.base, 0);
+}
+
+void presence_session_up(chat_session *s)
+{
+    uint64_t seen;
+    if (update(s->w->c, s->tenant, s->user, 1, &seen)) announce(s, true, 0);
+}
+
+void presence_session_down(chat_session *s)
+{
+    uint64_t seen;
+    if (update(s->w->c, s->tenant, s->user, -1, &seen)) announce(s, false, seen);
+}
+
+void presence_get(chat *c, const chat_tenant *t, const char *user, bool *online,
+                  uint64_t *last_seen)
+{
+    char key[2 * CHAT_ID_MAX + 2];
+    snprintf(key, sizeof key, "%s/%s", t->id, user);
+    struct presence_shard *sh = &c->presence[shard_of(key)];
+    pthread_mutex_lock(&sh->lock);
+    pres *p = NULL;
+    HASH_FIND_STR(sh->table, key, p);
+    *online = p && p->online > 0;
+    *last_seen = p ? p->last_seen : 0;
+    pthread_mutex_unlock(&sh->lock);
+}
+
+void presence_fill(chat *c, const chat_tenant *t, const char *user, Parley__Presence *p)
+{
+    bool online;
+    uint64_t seen;
+    presence_get(c, t, user, &online, &seen);
+    parley__presence__init(p);
+    p->user = (char *)user;
+    p->has_online = true;
+    p->online = online;
+    if (!online) {
+        p->has_last_seen = true;
+        p->last_seen = seen;
+    }
+}
+
+/* ---- presence_sub and GET /v1/presence ---- */
+
+#define PRESENCE_SUB_MAX 500
+
+static void reply_states(chat_call *c, char **users, size_t n, bool subscribe)
+{
+    Parley__PresenceSubOk ok = PARLEY__PRESENCE_SUB_OK__INIT;
+    Parley__Presence *ps = pl_calloc(n ? n : 1, sizeof *ps);
+    Parley__Presence **pp = pl_calloc(n ? n : 1, sizeof *pp);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!chat_valid_id(users[i])) continue;
+        if (subscribe && c->s) {
+            char key[TOPIC_KEY_MAX];
+            topic_presence_key(c->tenant, users[i], key, sizeof key);
+            topic_sub(c->s, key);
+        }
+        presence_fill(c->c, c->tenant, users[i], &ps[k]);
+        pp[k] = &ps[k];
+        k++;
+    }
+    ok.n_presences = k;
+    ok.presences = pp;
+    call_ok(c, &ok.base);
+    pl_free(ps);
+    pl_free(pp);
+}
+
+void h_presence_sub(chat_call *c, const ProtobufCMessage *body)
+{
+    const Parley__PresenceSub *in = (const Parley__PresenceSub *)body;
+    for (size_t i = 0; i < in->n_users; i++)
+        if (!chat_valid_id(in->users[i])) {
+            call_err(c, PL_BAD_REQUEST, "users must be user ids");
+            return;
+        }
+    if (c->s && c->s->n_presence_subs + in->n_users > PRESENCE_SUB_MAX) {
+        call_err(c, PL_TOO_LARGE, "at most 500 presence subscriptions per connection");
+        return;
+    }
+    reply_states(c, in->users, in->n_users, true);
+}
+
+void h_presence_get(chat_call *c, const ProtobufCMessage *body)
+{
+    const Parley__PresenceSub *in = (const Parley__PresenceSub *)body;
+    if (in->n_users > PRESENCE_SUB_MAX) {
+        call_err(c, PL_TOO_LARGE, "at most 500 users per query");
+        return;
+    }
+    reply_states(c, in->users, in->n_users, false);
+}
