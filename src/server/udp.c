@@ -6,12 +6,21 @@
  * session and the rudp state of the peer.  Everything runs on the
  * connection's worker thread.
  *
+ *   session start: a session's numbers begin at 1 in both directions, and
+ *       a new connection acts on nothing numbered until the peer's number
+ *       1 arrived.  A numbered frame above 1 from an address with no
+ *       session belongs to a session this server no longer has (it timed
+ *       out, or the server restarted): it is neither acked nor answered, so
+ *       the client cannot mistake the new session's datagrams for its old
+ *       ones; it gives up on its unacked datagrams and starts over from a
+ *       new socket, with number 1 and a login (docs/protocol.md).
  *   inbound datagram (srv_udp_message): rudp_recv releases what the peer
  *       acked; a frame not seen before goes to chat_session_frame, once;
  *       a malformed datagram gets an error frame (sent reliably, like any
- *       frame), except from a peer that never sent a well-formed one: that
- *       connection is closed without an answer, so that forged source
- *       addresses cannot turn the port into a reflector.  The acks owed go
+ *       frame), except from a peer that never sent a well-formed numbered
+ *       frame: that connection is closed without an answer, so that
+ *       garbage with a forged source address is not answered (and
+ *       answered again by retransmission) to whoever owns the address.  The acks owed go
  *       out with the next frame sent to the peer; whatever no frame carried
  *       by the end of the loop iteration goes out as one ack-only datagram
  *       (srv_udp_flush, from net's on_flush).
@@ -60,7 +69,8 @@ struct srv_udp {
     srv_udp *aprev, *anext;      /* sw->udp_ack: acks not yet sent */
     uint64_t linger_until;       /* closing with datagrams unacked: until when */
     bool busy, acking;           /* on those lists */
-    bool valid;                  /* a well-formed datagram came from the peer */
+    bool valid;                  /* a well-formed numbered frame came from the peer */
+    bool started;                /* the peer's number 1 arrived */
     bool closing;                /* chat closed the session */
     rudp r;
 };
@@ -201,6 +211,18 @@ void srv_udp_message(net_conn *c, const uint8_t *data, size_t len)
     if (!u) return;
     Parley__Frame *f = NULL;
     char err[160];
+    if (!u->started) {
+        /* Until number 1 arrives, a look at the number first (the first
+         * datagrams of a connection are decoded twice). */
+        if (proto_frame_decode(PROTO_PB, data, len, &f, err, sizeof err) == PL_OK) {
+            bool numbered = f->body_case != PARLEY__FRAME__BODY__NOT_SET && f->has_dgram && f->dgram;
+            uint64_t d = f->dgram;
+            proto_free(&f->base);
+            f = NULL;
+            if (numbered && d != 1) return; /* a session we do not have */
+            if (numbered) u->started = true;
+        }
+    }
     pl_status st = rudp_recv(&u->r, data, len, &f, err, sizeof err);
     if (st) {
         if (!u->valid) {
@@ -212,7 +234,7 @@ void srv_udp_message(net_conn *c, const uint8_t *data, size_t len)
         }
         return;
     }
-    u->valid = true;
+    if (f) u->valid = true;
     if (u->closing) {
         /* Lingering: only the acks matter.  Frames are not acted on, so
          * they must not be acked either. */

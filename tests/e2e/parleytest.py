@@ -8,9 +8,13 @@ Everything here speaks over real sockets to a real server process:
   what a well-behaved library never would (bad masks, bad UTF-8, huge
   frames, broken fragmentation).
 - TCP: length-prefixed protobuf frames.
+- UDP: one protobuf frame per datagram, made reliable as docs/protocol.md
+  describes (numbers, acks, retransmission), with switches to lose or
+  duplicate datagrams on purpose.
 - http(): one HTTP/1.1 request with JSON in and out.
 """
 import base64
+import collections
 import http.client
 import json
 import os
@@ -177,6 +181,9 @@ class Server:
     def tcp(self):
         return TCP(self.tcp_port)
 
+    def udp(self, **kw):
+        return UDP(self.udp_port, **kw)
+
     def signup(self, user, password="password1", tenant=None):
         body = {"user": user, "password": password}
         if tenant:
@@ -187,6 +194,13 @@ class Server:
 
     def login_ws(self, token, device="web", binary=False, **kw):
         c = self.ws(binary=binary, **kw)
+        r = c.call({"login": {"token": token, "device": device}})
+        assert "login_ok" in r, r
+        c.login_ok = r["login_ok"]
+        return c
+
+    def login_udp(self, token, device="web", **kw):
+        c = self.udp(**kw)
         r = c.call({"login": {"token": token, "device": device}})
         assert "login_ok" in r, r
         c.login_ok = r["login_ok"]
@@ -460,6 +474,128 @@ class TCP(FrameConn):
             return True
         except ConnectionResetError:
             return True
+
+    def close(self):
+        self.sock.close()
+
+
+class UDP(FrameConn):
+    """A client of the UDP port (docs/protocol.md, "UDP"): every frame it
+    sends carries a new `dgram` number and is sent again with backoff until
+    the server acks it; every numbered datagram from the server is acked at
+    once (ack-only datagram) and handed on once, duplicates dropped.
+
+    Faults on purpose: drop_first ignores the first copy of every server
+    datagram (as if the network lost it: no ack, not delivered), so only
+    the server's retransmission gets through; duplicate sends every
+    datagram twice; ack=False never acks; retransmit=False sends once.
+    `copies[d]` counts the copies of server datagram d that arrived, and
+    `acked` holds the numbers of our datagrams the server acknowledged."""
+
+    RTO = 0.2
+    MAX_TRIES = 7
+
+    def __init__(self, port, drop_first=False, duplicate=False, ack=True, retransmit=True):
+        super().__init__()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.connect(("127.0.0.1", port))
+        self.drop_first, self.duplicate = drop_first, duplicate
+        self.ack, self.retransmit = ack, retransmit
+        self.next_dgram = 1
+        self.unacked = {}                 # our dgram -> [bytes, due time, sends]
+        self.acked = set()
+        self.seen = set()                 # server dgrams handed on
+        self.copies = collections.Counter()
+        self.gave_up = False              # a datagram of ours was never acked
+
+    def _out(self, data):
+        try:
+            self.sock.send(data)
+            if self.duplicate:
+                self.sock.send(data)
+        except OSError:
+            pass
+
+    def send(self, frame, dgram=None):
+        """Send a frame under a new number (or the given one); returns it."""
+        d = dgram if dgram is not None else self.next_dgram
+        self.next_dgram = max(self.next_dgram, d + 1)
+        f = dict(frame)
+        f["dgram"] = d
+        data = frame_to_pb(f)
+        self.unacked[d] = [data, time.time() + self.RTO, 1]
+        self._out(data)
+        return d
+
+    def send_raw(self, data):
+        self._out(data)
+
+    def _resend(self):
+        if not self.retransmit:
+            return
+        now = time.time()
+        for d, entry in list(self.unacked.items()):
+            data, due, sends = entry
+            if due > now:
+                continue
+            if sends >= self.MAX_TRIES:
+                del self.unacked[d]
+                self.gave_up = True
+                continue
+            entry[1] = now + min(self.RTO * (2 ** sends), 3.2)
+            entry[2] = sends + 1
+            self._out(data)
+
+    def _pump(self, timeout):
+        """Take one datagram (or time out), do the protocol's chores, and
+        return a new frame, or None."""
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            data = self.sock.recv(65536)
+        except (socket.timeout, ConnectionRefusedError):
+            data = None
+        self._resend()
+        if data is None:
+            return None
+        f = pb.Frame()
+        f.ParseFromString(data)
+        for a in f.acks:
+            self.acked.add(a)
+            self.unacked.pop(a, None)
+        if f.WhichOneof("body") is None:
+            return None
+        d = f.dgram
+        assert d > 0, "a server frame without a number: %r" % f
+        self.copies[d] += 1
+        if self.drop_first and self.copies[d] == 1:
+            return None
+        if self.ack:
+            self._out(frame_to_pb({"acks": [d]}))
+        if d in self.seen:
+            return None
+        self.seen.add(d)
+        out = _norm(pb_to_frame(data))
+        out.pop("acks", None)
+        return out
+
+    def recv(self, timeout=10):
+        deadline = time.time() + timeout
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                return None
+            f = self._pump(min(left, 0.05))
+            if f is not None:
+                return f
+
+    def pump(self, seconds):
+        """Run the protocol for a while, keeping what arrives in pending."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            f = self._pump(min(deadline - time.time(), 0.05))
+            if f is not None:
+                self.pending.append(f)
 
     def close(self):
         self.sock.close()
