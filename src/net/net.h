@@ -78,10 +78,10 @@
  * Memory.  An idle stream connection holds about 420 bytes here (its
  * struct with libuv's handle) and no buffer; buffers, the HTTP parser and
  * the wslay context exist while traffic flows and are released about a
- * second after it stops (see conn.c and ws.c).  A UDP connection is about
- * 210 bytes plus its slot in the worker's address table, and never holds a
- * buffer: datagrams are read into, and sent from, buffers of the worker
- * (udp.c).
+ * second after it stops (see conn.c and ws.c).  A UDP connection is a
+ * 192-byte struct plus its slot in the worker's address table (about 220
+ * bytes counted in all) and never holds a buffer: datagrams are read into,
+ * and sent from, buffers of the worker (udp.c).
  */
 #ifndef PARLEY_NET_NET_H
 #define PARLEY_NET_NET_H
