@@ -134,9 +134,11 @@ static void with_member(chat_call *c, const char *group, member_next next)
     }
     snprintf(c->group, sizeof c->group, "%s", group);
     c->next_r = next;
-    store_req *r = call_store(c, STORE_MEMBER_GET, member_got);
+    /* An API-key call is no member of anything: the group alone. */
+    bool user = c->auth == AUTH_USER;
+    store_req *r = call_store(c, user ? STORE_MEMBER_GET : STORE_GROUP_GET, member_got);
     r->group_id = arena_strdup(&r->arena, group);
-    r->user_id = arena_strdup(&r->arena, c->auth == AUTH_USER ? c->user : "");
+    if (user) r->user_id = arena_strdup(&r->arena, c->user);
     call_submit(c, r);
 }
 
