@@ -68,3 +68,106 @@ const char *store__key_next_str(const char *key, size_t len, size_t *off, size_t
     *off += *n + 1;
     return s;
 }
+
+static char store__lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
+
+void store__lname(char out[STORE__LNAME_MAX + 1], const char *name)
+{
+    size_t i = 0;
+    for (; name && name[i] && i < STORE__LNAME_MAX; i++) out[i] = store__lower(name[i]);
+    out[i] = 0;
+}
+
+/* A family byte followed by up to three string components; a NULL
+ * component ends the key (and must be the last one given). */
+static void store__k3(store__key *k, char family, const char *a, const char *b, const char *c)
+{
+    store__key_init(k, family);
+    if (!a) return;
+    store__key_str(k, a);
+    if (!b) return;
+    store__key_str(k, b);
+    if (c) store__key_str(k, c);
+}
+
+void store__k_tenant(store__key *k, const char *t) { store__k3(k, STORE__K_TENANT, t, NULL, NULL); }
+
+void store__k_user(store__key *k, const char *t, const char *u)
+{
+    store__k3(k, STORE__K_USER, t, u, NULL);
+}
+
+void store__k_name(store__key *k, const char *t, const char *name, const char *u)
+{
+    char ln[STORE__LNAME_MAX + 1];
+    store__lname(ln, name);
+    store__k3(k, STORE__K_NAME, t, ln, u);
+}
+
+void store__k_conv(store__key *k, const char *t, const char *conv)
+{
+    store__k3(k, STORE__K_MSG, t, conv, NULL);
+}
+
+void store__k_msg(store__key *k, const char *t, const char *conv, uint64_t seq)
+{
+    store__k_conv(k, t, conv);
+    store__key_u64(k, seq);
+}
+
+void store__k_inbox(store__key *k, const char *t, const char *u)
+{
+    store__k3(k, STORE__K_INBOX, t, u, NULL);
+}
+
+void store__k_dedup(store__key *k, const char *t, const char *from, const char *cmid)
+{
+    store__k3(k, STORE__K_DEDUP, t, from, cmid);
+}
+
+void store__k_read(store__key *k, const char *t, const char *u, const char *conv)
+{
+    store__k3(k, STORE__K_READ, t, u, conv);
+}
+
+void store__k_revoked(store__key *k, const char *jti)
+{
+    store__k3(k, STORE__K_REVOKED, jti, NULL, NULL);
+}
+
+void store__k_group(store__key *k, const char *t, const char *g)
+{
+    store__k3(k, STORE__K_GROUP, t, g, NULL);
+}
+
+void store__k_member(store__key *k, const char *t, const char *g, const char *u)
+{
+    store__k3(k, STORE__K_MEMBER, t, g, u);
+}
+
+void store__k_joined(store__key *k, const char *t, const char *u, const char *g)
+{
+    store__k3(k, STORE__K_JOINED, t, u, g);
+}
+
+void store__k_channel(store__key *k, const char *t, const char *g)
+{
+    store__k3(k, STORE__K_CHANNEL, t, g, NULL);
+}
+
+void store__k_channame(store__key *k, const char *t, const char *name, const char *g)
+{
+    char ln[STORE__LNAME_MAX + 1];
+    store__lname(ln, name);
+    store__k3(k, STORE__K_CHANNAME, t, ln, g);
+}
+
+void store__k_friend(store__key *k, const char *t, const char *u, const char *other)
+{
+    store__k3(k, STORE__K_FRIEND, t, u, other);
+}
+
+void store__k_home(store__key *k, const char *t, const char *u, const char *conv)
+{
+    store__k3(k, STORE__K_HOME, t, u, conv);
+}

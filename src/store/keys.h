@@ -36,7 +36,17 @@ enum {
     STORE__K_DEDUP = 'D',
     STORE__K_READ = 'R',
     STORE__K_REVOKED = 'X',
+    STORE__K_GROUP = 'G',
+    STORE__K_MEMBER = 'P',
+    STORE__K_JOINED = 'J',
+    STORE__K_CHANNEL = 'C',
+    STORE__K_CHANNAME = 'L',
+    STORE__K_FRIEND = 'F',
+    STORE__K_HOME = 'H',
 };
+
+/* Bytes of a lower-cased name kept in the name indexes (N, L). */
+#define STORE__LNAME_MAX 64
 
 typedef struct store__key {
     size_t len;
@@ -71,5 +81,32 @@ uint64_t store__get_u64(const char *p);
  * *n, and advances *off past its NUL; NULL if the key ends first.
  */
 const char *store__key_next_str(const char *key, size_t len, size_t *off, size_t *n);
+
+/* The name as the name indexes hold it: ASCII-lowercased, cut to
+ * STORE__LNAME_MAX bytes. */
+void store__lname(char out[STORE__LNAME_MAX + 1], const char *name);
+
+/*
+ * The keys of each family, as laid out at the top of rocksdb.c.  Where the
+ * last argument may be NULL the key stops before it: the prefix of that
+ * family's range for the components given (every member of a group, every
+ * group of a user...).
+ */
+void store__k_tenant(store__key *k, const char *t);
+void store__k_user(store__key *k, const char *t, const char *u);
+void store__k_name(store__key *k, const char *t, const char *name, const char *u);
+void store__k_conv(store__key *k, const char *t, const char *conv);   /* M t conv */
+void store__k_msg(store__key *k, const char *t, const char *conv, uint64_t seq);
+void store__k_inbox(store__key *k, const char *t, const char *u);     /* I t u */
+void store__k_dedup(store__key *k, const char *t, const char *from, const char *cmid);
+void store__k_read(store__key *k, const char *t, const char *u, const char *conv);
+void store__k_revoked(store__key *k, const char *jti);
+void store__k_group(store__key *k, const char *t, const char *g);
+void store__k_member(store__key *k, const char *t, const char *g, const char *u);
+void store__k_joined(store__key *k, const char *t, const char *u, const char *g);
+void store__k_channel(store__key *k, const char *t, const char *g);
+void store__k_channame(store__key *k, const char *t, const char *name, const char *g);
+void store__k_friend(store__key *k, const char *t, const char *u, const char *other);
+void store__k_home(store__key *k, const char *t, const char *u, const char *conv);
 
 #endif

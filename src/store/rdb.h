@@ -1,7 +1,9 @@
 /*
  * rdb.h - internals of the RocksDB backend, shared by rocksdb.c (thread,
- * batches, caches, open/close) and rdb_ops.c (one function per request
- * op).  Private to src/store; tests may use store__rdb_hold.
+ * batches, caches, open/close) and the op files (rdb_ops.c: accounts and
+ * messages; rdb_groups.c: groups, channels and the member cache;
+ * rdb_people.c: friends and the home list; helpers they share are in
+ * rdb_ops.h).  Private to src/store; tests may use store__rdb_hold.
  *
  * Everything here except store__rdb_hold runs on the store thread.
  */
@@ -21,11 +23,23 @@
 #include "store/keys.h"
 #include "store/store_int.h"
 
-/* The layout version written under key "V"; bump when keys change. */
-#define STORE__LAYOUT_VERSION 1
+/* The layout version written under key "V"; bump when keys change.
+ * 2: groups, channels, friends and home lists (G P J C L F H); a version 1
+ * database gets the home rows of its existing 1:1 conversations when it
+ * is first opened (store__rdb_upgrade). */
+#define STORE__LAYOUT_VERSION 2
+
+/* A batch stops taking further requests once its writes staged this many
+ * keys (a single request is never split, however many it stages). */
+#define STORE__BATCH_KEYS (1u << 18)
+
+/* Member rows kept by the member cache in all (rdb_groups.c). */
+#define STORE__MCACHE_ROWS (1u << 19)
 
 typedef struct store__ctr store__ctr;
 typedef struct store__ov store__ov;
+typedef struct store__mc store__mc;
+typedef struct store__md store__md;
 
 /* A staged write: key and value live in the scratch arena. */
 typedef struct store__op {
@@ -75,6 +89,11 @@ typedef struct store__rdb {
     store__ctr *ctrs;              /* counter cache (uthash) */
     store__ctr *lru_first, *lru_last;
     size_t n_ctrs;
+    store__mc *mcache;             /* member cache of groups (uthash, rdb_groups.c) */
+    store__mc *mc_first, *mc_last; /* its LRU list, most recent first */
+    size_t mc_rows;                /* member rows it holds */
+    store__md *mdelta;             /* membership changes staged by this batch, by
+                                      group (uthash in scratch, rdb_groups.c) */
     store_req **reqs;              /* the requests taken from `in` */
     size_t reqs_cap;
     store__group *groups;          /* completions per reply_to mailbox */
@@ -99,11 +118,28 @@ ProtobufCAllocator store__allocator(arena *a);
 /*
  * Point read of a record, decoded into arena a.  through_batch also sees
  * what the batch being built staged (for the families rocksdb.c keeps in
- * its batch overlay: tenants, users, dedup entries, read positions).  Returns 1 and *out if found, 0 if
- * not, -1 with r failed (PL_UNAVAILABLE or PL_INTERNAL) on error.
+ * its batch overlay: tenants, users, dedup entries, read positions,
+ * groups, members and friends).  Returns 1 and *out if found, 0 if not,
+ * -1 with r failed (PL_UNAVAILABLE or PL_INTERNAL) on error.
  */
 int store__get(store__rdb *s, store_req *r, bool through_batch, const store__key *k,
                const ProtobufCMessageDescriptor *d, arena *a, void **out);
+
+/* Decode a record from bytes into arena a; NULL with r failed
+ * (PL_INTERNAL) if they are not one. */
+void *store__decode(store_req *r, const ProtobufCMessageDescriptor *d, arena *a, const char *v,
+                    size_t n);
+
+/*
+ * Point reads of n keys (keys[i], klens[i]) with RocksDB's MultiGet, in
+ * chunks; through_batch also sees the batch overlay.  For each key
+ * vals[i] is its value copied into arena a (vlens[i] its length), or NULL
+ * if the key does not exist.  With a NULL arena values are not copied:
+ * vals[i] is then a non-NULL dummy for keys that exist.  Returns 0, or -1
+ * with r failed (PL_UNAVAILABLE) on a read error.
+ */
+int store__get_many(store__rdb *s, store_req *r, bool through_batch, const char *const *keys,
+                    const size_t *klens, size_t n, arena *a, const char **vals, size_t *vlens);
 
 /* Stage a put of a record, of raw bytes, or a delete in the batch.  Raw
  * bytes must stay valid until the batch ends (scratch arena or static). */
@@ -128,6 +164,20 @@ int store__iter_close(store__iter *it, store_req *r);
  * a read error.
  */
 uint64_t *store__counter(store__rdb *s, store_req *r, const store__key *prefix);
+
+/* The counter's cached value if it is in the cache (without loading it or
+ * touching the LRU order), else NULL. */
+const uint64_t *store__counter_peek(store__rdb *s, const store__key *prefix);
+/* Enter a counter found by the caller's own read of the committed state
+ * (reads only, never while a batch is being built); kept if cached. */
+void store__counter_prime(store__rdb *s, const store__key *prefix, uint64_t last);
+
+/* ---- rdb_groups.c, called by rocksdb.c ---- */
+
+/* Drop the whole member cache (a failed batch, a reopen, close). */
+void store__mcache_drop_all(store__rdb *s);
+/* Forget the batch's membership changes (its scratch arena goes next). */
+void store__mdelta_clear(store__rdb *s);
 
 /* ---- rdb_ops.c ---- */
 

@@ -1,5 +1,8 @@
 /*
- * rdb_ops.c - the request ops of the RocksDB backend, one function each.
+ * rdb_ops.c - the request ops of the RocksDB backend for tenants, users,
+ * messages, inboxes and tokens, one function each; the dispatch of every
+ * op (groups and channels are in rdb_groups.c, friends and the home list
+ * in rdb_people.c); and the helpers the op files share (rdb_ops.h).
  *
  * Runs on the store thread only (see rocksdb.c for batches and the key
  * layout).  Write ops validate their input, read what they depend on
@@ -14,13 +17,10 @@
 
 #include "core/log.h"
 #include "core/mem.h"
-#include "store/rdb.h"
-#include "store/records.pb-c.h"
+#include "store/rdb_ops.h"
 
 /* Name-prefix search reads at most this many index entries. */
 #define STORE__SEARCH_SCAN_MAX 10000
-/* Bytes of a lower-cased name kept in the name index. */
-#define STORE__LNAME_MAX 64
 
 bool store__is_write(store_op op)
 {
@@ -33,126 +33,31 @@ bool store__is_write(store_op op)
     case STORE_EVENT_APPEND:
     case STORE_READ_SET:
     case STORE_TOKEN_REVOKE:
+    case STORE_GROUP_CREATE:
+    case STORE_GROUP_UPDATE:
+    case STORE_GROUP_DISBAND:
+    case STORE_MEMBER_ADD:
+    case STORE_MEMBER_REMOVE:
+    case STORE_MEMBER_ROLE:
+    case STORE_FRIEND:
         return true;
     default:
         return false;
     }
 }
 
-/* ---- keys ---- */
+/* ---- helpers (rdb_ops.h) ---- */
 
-static void k_tenant(store__key *k, const char *t)
-{
-    store__key_init(k, STORE__K_TENANT);
-    store__key_str(k, t);
-}
-
-static void k_user(store__key *k, const char *t, const char *u)
-{
-    store__key_init(k, STORE__K_USER);
-    store__key_str(k, t);
-    store__key_str(k, u);
-}
-
-static void k_conv(store__key *k, const char *t, const char *conv)
-{
-    store__key_init(k, STORE__K_MSG);
-    store__key_str(k, t);
-    store__key_str(k, conv);
-}
-
-static void k_msg(store__key *k, const char *t, const char *conv, uint64_t seq)
-{
-    k_conv(k, t, conv);
-    store__key_u64(k, seq);
-}
-
-static void k_inbox(store__key *k, const char *t, const char *u)
-{
-    store__key_init(k, STORE__K_INBOX);
-    store__key_str(k, t);
-    store__key_str(k, u);
-}
-
-static void k_dedup(store__key *k, const char *t, const char *from, const char *cmid)
-{
-    store__key_init(k, STORE__K_DEDUP);
-    store__key_str(k, t);
-    store__key_str(k, from);
-    store__key_str(k, cmid);
-}
-
-static void k_read(store__key *k, const char *t, const char *u, const char *conv)
-{
-    store__key_init(k, STORE__K_READ);
-    store__key_str(k, t);
-    store__key_str(k, u);
-    store__key_str(k, conv);
-}
-
-static void k_revoked(store__key *k, const char *jti)
-{
-    store__key_init(k, STORE__K_REVOKED);
-    store__key_str(k, jti);
-}
-
-static char lower_ascii(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
-
-/* The name as it is indexed: ASCII-lowercased, cut to STORE__LNAME_MAX. */
-static void lname(char out[STORE__LNAME_MAX + 1], const char *name)
-{
-    size_t i = 0;
-    for (; name && name[i] && i < STORE__LNAME_MAX; i++) out[i] = lower_ascii(name[i]);
-    out[i] = 0;
-}
-
-static void k_name(store__key *k, const char *t, const char *name, const char *u)
-{
-    char ln[STORE__LNAME_MAX + 1];
-    lname(ln, name);
-    store__key_init(k, STORE__K_NAME);
-    store__key_str(k, t);
-    store__key_str(k, ln);
-    store__key_str(k, u);
-}
-
-/* ---- helpers ---- */
-
-static bool need_id(store_req *r, const char *what, const char *s)
+bool store__need_id(store_req *r, const char *what, const char *s)
 {
     if (store__id_ok(s)) return true;
     store__fail(r, PL_BAD_REQUEST, "%s missing, empty or over %d bytes", what, STORE__ID_MAX);
     return false;
 }
 
-/* A growable array on the heap, moved into an arena when complete. */
-typedef struct vec {
-    char *p;
-    size_t n, cap, size;
-} vec;
+static char lower_ascii(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
 
-static void *vec_push(vec *v)
-{
-    if (v->n == v->cap) {
-        v->cap = v->cap ? 2 * v->cap : 16;
-        v->p = pl_realloc(v->p, v->cap * v->size);
-    }
-    void *slot = v->p + v->n++ * v->size;
-    memset(slot, 0, v->size);
-    return slot;
-}
-
-static void *vec_finish(vec *v, arena *a, size_t *n)
-{
-    *n = v->n;
-    void *out = v->n ? arena_memdup(a, v->p, v->n * v->size) : NULL;
-    pl_free(v->p);
-    v->p = NULL;
-    v->n = v->cap = 0;
-    return out;
-}
-
-static void event_to_rec(Parley__Rec__Event *e, const store_event *ev, uint64_t now)
+void store__event_rec(Parley__Rec__Event *e, const store_event *ev, uint64_t now)
 {
     e->kind = (char *)ev->kind;
     e->conv = (char *)ev->conv;
@@ -164,7 +69,7 @@ static void event_to_rec(Parley__Rec__Event *e, const store_event *ev, uint64_t 
     e->ts = ev->ts ? ev->ts : now;
 }
 
-static store_event *event_from_rec(arena *a, const Parley__Rec__Event *e)
+store_event *store__event_from_rec(arena *a, const Parley__Rec__Event *e)
 {
     store_event *ev = arena_alloc(a, sizeof(*ev));
     ev->kind = e->kind;
@@ -176,29 +81,97 @@ static store_event *event_from_rec(arena *a, const Parley__Rec__Event *e)
     return ev;
 }
 
-/* Stage an inbox entry holding an event for each of users[0..n); useqs out.
- * All counters are loaded before anything is staged. */
-static int stage_events(store__rdb *s, store_req *r, const char *tenant, const char *const *users,
+int store__stage_events(store__rdb *s, store_req *r, const char *tenant, const char *const *users,
                         size_t n, const store_event *ev, uint64_t *useqs)
 {
     uint64_t **ctrs = arena_alloc(&s->scratch, (n ? n : 1) * sizeof(*ctrs));
     for (size_t i = 0; i < n; i++) {
         store__key k;
-        k_inbox(&k, tenant, users[i]);
+        store__k_inbox(&k, tenant, users[i]);
         if (!(ctrs[i] = store__counter(s, r, &k))) return -1;
     }
+    /* Every entry holds the same event: pack it once. */
     Parley__Rec__Event e = PARLEY__REC__EVENT__INIT;
-    event_to_rec(&e, ev, s->now);
+    store__event_rec(&e, ev, s->now);
     Parley__Rec__Entry en = PARLEY__REC__ENTRY__INIT;
     en.event = &e;
+    size_t vlen = parley__rec__entry__get_packed_size(&en);
+    uint8_t *v = arena_alloc(&s->scratch, vlen ? vlen : 1);
+    parley__rec__entry__pack(&en, v);
     for (size_t i = 0; i < n; i++) {
         store__key k;
-        k_inbox(&k, tenant, users[i]);
+        store__k_inbox(&k, tenant, users[i]);
         useqs[i] = ++*ctrs[i];
         store__key_u64(&k, useqs[i]);
-        store__put(s, &k, &en);
+        store__put_raw(s, &k, (const char *)v, vlen);
     }
     return 0;
+}
+
+int store__users_exist(store__rdb *s, store_req *r, const char *tenant, const char *const *users,
+                       size_t n)
+{
+    if (!n) return 0;
+    const char **keys = arena_alloc(&s->scratch, n * sizeof(*keys));
+    size_t *klens = arena_alloc(&s->scratch, n * sizeof(*klens));
+    const char **vals = arena_alloc(&s->scratch, n * sizeof(*vals));
+    size_t *vlens = arena_alloc(&s->scratch, n * sizeof(*vlens));
+    for (size_t i = 0; i < n; i++) {
+        store__key k;
+        store__k_user(&k, tenant, users[i]);
+        keys[i] = arena_memdup(&s->scratch, k.b, k.len);
+        klens[i] = k.len;
+    }
+    if (store__get_many(s, r, true, keys, klens, n, NULL, vals, vlens)) return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (vals[i]) continue;
+        store__fail(r, PL_NOT_FOUND, "no such user: %.60s", users[i]);
+        return 1;
+    }
+    return 0;
+}
+
+char *store__group_conv(arena *a, const char *group)
+{
+    size_t n = strlen(group);
+    char *c = arena_alloc(a, n + 3);
+    memcpy(c, "g:", 2);
+    memcpy(c + 2, group, n + 1);
+    return c;
+}
+
+const char *store__role_str(int role)
+{
+    switch (role) {
+    case PARLEY__REC__ROLE__ROLE_OWNER: return "owner";
+    case PARLEY__REC__ROLE__ROLE_ADMIN: return "admin";
+    default: return "member";
+    }
+}
+
+int store__role_parse(const char *s)
+{
+    if (!s) return -1;
+    if (strcmp(s, "member") == 0) return PARLEY__REC__ROLE__ROLE_MEMBER;
+    if (strcmp(s, "admin") == 0) return PARLEY__REC__ROLE__ROLE_ADMIN;
+    if (strcmp(s, "owner") == 0) return PARLEY__REC__ROLE__ROLE_OWNER;
+    return -1;
+}
+
+const char *store__kind_str(int kind)
+{
+    return kind == PARLEY__REC__GROUP_KIND__KIND_CHANNEL ? "channel" : "group";
+}
+
+int store__group_load(store__rdb *s, store_req *r, bool through_batch, const char *tenant,
+                      const char *group, Parley__Rec__Group **g)
+{
+    store__key k;
+    store__k_group(&k, tenant, group);
+    int f = store__get(s, r, through_batch, &k, &parley__rec__group__descriptor, &s->scratch,
+                       (void **)g);
+    if (f > 0 && (*g)->disbanded) return 0;
+    return f;
 }
 
 /* ---- write ops ---- */
@@ -217,9 +190,9 @@ static void tenant_put(store__rdb *s, const store__key *k, const char *key_hash,
 static void op_tenant_create(store__rdb *s, store_req *r)
 {
     store_tenant *t = r->tenant;
-    if (!need_id(r, "tenant id", t ? t->id : NULL)) return;
+    if (!store__need_id(r, "tenant id", t ? t->id : NULL)) return;
     store__key k;
-    k_tenant(&k, t->id);
+    store__k_tenant(&k, t->id);
     void *old;
     int f = store__get(s, r, true, &k, &parley__rec__tenant__descriptor, &s->scratch, &old);
     if (f < 0) return;
@@ -234,9 +207,9 @@ static void op_tenant_create(store__rdb *s, store_req *r)
 static void op_tenant_update(store__rdb *s, store_req *r)
 {
     store_tenant *t = r->tenant;
-    if (!need_id(r, "tenant id", t ? t->id : NULL)) return;
+    if (!store__need_id(r, "tenant id", t ? t->id : NULL)) return;
     store__key k;
-    k_tenant(&k, t->id);
+    store__k_tenant(&k, t->id);
     Parley__Rec__Tenant *old;
     int f = store__get(s, r, true, &k, &parley__rec__tenant__descriptor, &s->scratch, (void **)&old);
     if (f < 0) return;
@@ -264,9 +237,9 @@ static void user_put(store__rdb *s, const store__key *k, const char *name, const
 static void op_user_create(store__rdb *s, store_req *r)
 {
     store_user *u = r->user;
-    if (!need_id(r, "tenant id", r->tenant_id) || !need_id(r, "user id", u ? u->id : NULL)) return;
+    if (!store__need_id(r, "tenant id", r->tenant_id) || !store__need_id(r, "user id", u ? u->id : NULL)) return;
     store__key k;
-    k_user(&k, r->tenant_id, u->id);
+    store__k_user(&k, r->tenant_id, u->id);
     void *old;
     int f = store__get(s, r, true, &k, &parley__rec__user__descriptor, &s->scratch, &old);
     if (f < 0) return;
@@ -278,7 +251,7 @@ static void op_user_create(store__rdb *s, store_req *r)
     user_put(s, &k, u->name, u->pwhash, u->created_at, u->banned);
     if (u->name) {
         store__key nk;
-        k_name(&nk, r->tenant_id, u->name, u->id);
+        store__k_name(&nk, r->tenant_id, u->name, u->id);
         store__put_raw(s, &nk, "", 0);
     }
 }
@@ -286,9 +259,9 @@ static void op_user_create(store__rdb *s, store_req *r)
 static void op_user_update(store__rdb *s, store_req *r)
 {
     store_user *u = r->user;
-    if (!need_id(r, "tenant id", r->tenant_id) || !need_id(r, "user id", u ? u->id : NULL)) return;
+    if (!store__need_id(r, "tenant id", r->tenant_id) || !store__need_id(r, "user id", u ? u->id : NULL)) return;
     store__key k;
-    k_user(&k, r->tenant_id, u->id);
+    store__k_user(&k, r->tenant_id, u->id);
     Parley__Rec__User *old;
     int f = store__get(s, r, true, &k, &parley__rec__user__descriptor, &s->scratch, (void **)&old);
     if (f < 0) return;
@@ -300,36 +273,80 @@ static void op_user_update(store__rdb *s, store_req *r)
     if (u->name && (!old->name || strcmp(old->name, u->name) != 0)) {
         store__key nk;
         if (old->name) {
-            k_name(&nk, r->tenant_id, old->name, u->id);
+            store__k_name(&nk, r->tenant_id, old->name, u->id);
             store__del(s, &nk);
         }
-        k_name(&nk, r->tenant_id, name, u->id);
+        store__k_name(&nk, r->tenant_id, name, u->id);
         store__put_raw(s, &nk, "", 0);
     }
     user_put(s, &k, name, u->pwhash ? u->pwhash : old->pwhash, old->created_at, u->banned);
+}
+
+static bool is_dm(const char *conv) { return strncmp(conv, "dm:", 3) == 0; }
+
+/*
+ * The side effects of every appended message, staged with it: the
+ * sender's read position rises to the new seq, and the first message of a
+ * 1:1 conversation enters it into the home list of each of its users (the
+ * recipients, sender included), with the other one as peer.
+ *
+ * The position is written without reading it: READ_SET never sets one
+ * past the conversation's latest seq (it clamps), so the new seq, above
+ * that, is always above the stored position too.  This saves a point
+ * read on every message.
+ */
+static void append_effects(store__rdb *s, store_req *r)
+{
+    store_append *a = &r->append;
+    const char *t = r->tenant_id;
+    store__key k;
+    store__k_read(&k, t, a->from, a->conv);
+    Parley__Rec__ReadPos rp = PARLEY__REC__READ_POS__INIT;
+    rp.has_seq = 1;
+    rp.seq = a->seq;
+    store__put(s, &k, &rp);
+    if (a->seq != 1 || !is_dm(a->conv)) return;
+    const char *users[2] = {a->from, a->must_exist};
+    size_t n = 0;
+    for (size_t i = 0; i < a->n_rcpt && n < 2; i++) users[n++] = a->rcpt[i];
+    if (n == 0) n = a->must_exist ? 2 : 1;
+    if (n == 1) users[1] = users[0];
+    for (size_t i = 0; i < n; i++) {
+        Parley__Rec__HomeDm h = PARLEY__REC__HOME_DM__INIT;
+        h.peer = (char *)users[1 - i];
+        h.has_since = 1;
+        h.since = a->ts;
+        store__k_home(&k, t, users[i], a->conv);
+        store__put(s, &k, &h);
+    }
 }
 
 static void op_msg_append(store__rdb *s, store_req *r)
 {
     store_append *a = &r->append;
     const char *t = r->tenant_id;
-    if (!need_id(r, "tenant id", t) || !need_id(r, "conv", a->conv) ||
-        !need_id(r, "from", a->from))
+    if (!store__need_id(r, "tenant id", t) || !store__need_id(r, "conv", a->conv) ||
+        !store__need_id(r, "from", a->from))
         return;
     bool dedup = a->cmid && *a->cmid;
-    if (dedup && !need_id(r, "cmid", a->cmid)) return;
-    if (a->must_exist && !need_id(r, "must_exist", a->must_exist)) return;
+    if (dedup && !store__need_id(r, "cmid", a->cmid)) return;
+    if (a->must_exist && !store__need_id(r, "must_exist", a->must_exist)) return;
+    if (a->group) {
+        /* The recipients are the group's members (an output), if any. */
+        if (!store__need_id(r, "group", a->group)) return;
+        a->rcpt = NULL;
+        a->n_rcpt = 0;
+    }
     if (a->n_rcpt && !a->rcpt) {
         store__fail(r, PL_BAD_REQUEST, "rcpt missing");
         return;
     }
     for (size_t i = 0; i < a->n_rcpt; i++)
-        if (!need_id(r, "recipient", a->rcpt[i])) return;
-    uint64_t *useqs = a->n_rcpt ? arena_alloc(&r->arena, a->n_rcpt * sizeof(*useqs)) : NULL;
+        if (!store__need_id(r, "recipient", a->rcpt[i])) return;
 
     store__key dk;
     if (dedup) {
-        k_dedup(&dk, t, a->from, a->cmid);
+        store__k_dedup(&dk, t, a->from, a->cmid);
         Parley__Rec__Dedup *d;
         int f = store__get(s, r, true, &dk, &parley__rec__dedup__descriptor, &s->scratch,
                            (void **)&d);
@@ -338,6 +355,15 @@ static void op_msg_append(store__rdb *s, store_req *r)
             a->dup = true;
             a->seq = d->seq;
             a->ts = d->ts;
+            if (a->group && d->n_useqs) {
+                /* Only the sender's number is kept for a group message. */
+                const char **rcpt = arena_alloc(&r->arena, sizeof(*rcpt));
+                rcpt[0] = a->from;
+                a->rcpt = rcpt;
+                a->n_rcpt = 1;
+            }
+            uint64_t *useqs =
+                a->n_rcpt ? arena_alloc(&r->arena, a->n_rcpt * sizeof(*useqs)) : NULL;
             for (size_t i = 0; i < a->n_rcpt && i < d->n_useqs; i++) useqs[i] = d->useqs[i];
             a->useqs = useqs;
             return;
@@ -345,30 +371,47 @@ static void op_msg_append(store__rdb *s, store_req *r)
     }
     if (a->must_exist) {
         store__key uk;
-        k_user(&uk, t, a->must_exist);
+        store__k_user(&uk, t, a->must_exist);
         void *u;
         int f = store__get(s, r, true, &uk, &parley__rec__user__descriptor, &s->scratch, &u);
         if (f < 0) return;
         if (f == 0) {
-        store__fail(r, PL_NOT_FOUND, "no such user");
-        return;
+            store__fail(r, PL_NOT_FOUND, "no such user");
+            return;
+        }
     }
+    if (a->require_friend && !a->group) {
+        if (!a->must_exist) {
+            store__fail(r, PL_BAD_REQUEST, "require_friend without must_exist");
+            return;
+        }
+        if (strcmp(a->from, a->must_exist) != 0) {
+            int f = store__are_friends(s, r, t, a->from, a->must_exist);
+            if (f < 0) return;
+            if (f == 0) {
+                store__fail(r, PL_FORBIDDEN, "not friends");
+                return;
+            }
+        }
     }
+    if (a->group && store__group_append_check(s, r)) return;
 
     /* Load every counter before staging anything. */
     store__key ck;
-    k_conv(&ck, t, a->conv);
+    store__k_conv(&ck, t, a->conv);
     uint64_t *conv_ctr = store__counter(s, r, &ck);
     if (!conv_ctr) return;
     uint64_t **ctrs = arena_alloc(&s->scratch, (a->n_rcpt ? a->n_rcpt : 1) * sizeof(*ctrs));
     for (size_t i = 0; i < a->n_rcpt; i++) {
         store__key ik;
-        k_inbox(&ik, t, a->rcpt[i]);
+        store__k_inbox(&ik, t, a->rcpt[i]);
         if (!(ctrs[i] = store__counter(s, r, &ik))) return;
     }
+    uint64_t *useqs = a->n_rcpt ? arena_alloc(&r->arena, a->n_rcpt * sizeof(*useqs)) : NULL;
 
     a->seq = ++*conv_ctr;
     a->ts = s->now;
+    append_effects(s, r);
     Parley__Rec__Msg m = PARLEY__REC__MSG__INIT;
     m.from = (char *)a->from;
     m.text = (char *)(a->text ? a->text : "");
@@ -387,7 +430,7 @@ static void op_msg_append(store__rdb *s, store_req *r)
     parley__rec__entry__pack(&en, v);
     for (size_t i = 0; i < a->n_rcpt; i++) {
         store__key ik;
-        k_inbox(&ik, t, a->rcpt[i]);
+        store__k_inbox(&ik, t, a->rcpt[i]);
         useqs[i] = ++*ctrs[i];
         store__key_u64(&ik, useqs[i]);
         store__put_raw(s, &ik, (const char *)v, vlen);
@@ -400,7 +443,9 @@ static void op_msg_append(store__rdb *s, store_req *r)
         d.has_seq = d.has_ts = 1;
         d.seq = a->seq;
         d.ts = a->ts;
-        d.n_useqs = a->n_rcpt;
+        /* A group message keeps only the sender's number (rcpt[0]): the
+         * others are many and a retry only answers the sender. */
+        d.n_useqs = a->group ? (a->n_rcpt ? 1 : 0) : a->n_rcpt;
         d.useqs = useqs;
         store__put(s, &dk, &d);
     }
@@ -408,7 +453,7 @@ static void op_msg_append(store__rdb *s, store_req *r)
 
 static void op_event_append(store__rdb *s, store_req *r)
 {
-    if (!need_id(r, "tenant id", r->tenant_id)) return;
+    if (!store__need_id(r, "tenant id", r->tenant_id)) return;
     if (!r->event || !r->event->kind) {
         store__fail(r, PL_BAD_REQUEST, "event missing");
         return;
@@ -418,20 +463,26 @@ static void op_event_append(store__rdb *s, store_req *r)
         return;
     }
     for (size_t i = 0; i < r->n_users; i++)
-        if (!need_id(r, "user", r->users[i])) return;
+        if (!store__need_id(r, "user", r->users[i])) return;
     if (!r->event->ts) r->event->ts = s->now;
     uint64_t *useqs = arena_alloc(&r->arena, (r->n_users ? r->n_users : 1) * sizeof(*useqs));
-    if (stage_events(s, r, r->tenant_id, r->users, r->n_users, r->event, useqs)) return;
+    if (store__stage_events(s, r, r->tenant_id, r->users, r->n_users, r->event, useqs)) return;
     r->useqs = useqs;
 }
 
 static void op_read_set(store__rdb *s, store_req *r)
 {
-    const store_event *ev = r->event;
-    if (!need_id(r, "tenant id", r->tenant_id) || !need_id(r, "user id", r->user_id)) return;
-    if (!ev || !need_id(r, "conv", ev->conv)) return;
+    store_event *ev = r->event;
+    if (!store__need_id(r, "tenant id", r->tenant_id) || !store__need_id(r, "user id", r->user_id)) return;
+    if (!ev || !store__need_id(r, "conv", ev->conv)) return;
+    /* A position never points past the latest message (append_effects
+     * relies on it). */
     store__key k;
-    k_read(&k, r->tenant_id, r->user_id, ev->conv);
+    store__k_conv(&k, r->tenant_id, ev->conv);
+    uint64_t *head = store__counter(s, r, &k);
+    if (!head) return;
+    if (ev->seq > *head) ev->seq = *head;
+    store__k_read(&k, r->tenant_id, r->user_id, ev->conv);
     Parley__Rec__ReadPos *old;
     int f = store__get(s, r, true, &k, &parley__rec__read_pos__descriptor, &s->scratch,
                        (void **)&old);
@@ -442,7 +493,7 @@ static void op_read_set(store__rdb *s, store_req *r)
     store_event e = *ev;
     if (!e.kind) e.kind = "read";
     if (!e.ts) e.ts = s->now;
-    if (stage_events(s, r, r->tenant_id, &r->user_id, 1, &e, useqs)) return;
+    if (store__stage_events(s, r, r->tenant_id, &r->user_id, 1, &e, useqs)) return;
     Parley__Rec__ReadPos rp = PARLEY__REC__READ_POS__INIT;
     rp.has_seq = 1;
     rp.seq = ev->seq;
@@ -451,9 +502,9 @@ static void op_read_set(store__rdb *s, store_req *r)
 
 static void op_token_revoke(store__rdb *s, store_req *r)
 {
-    if (!need_id(r, "jti", r->revoked ? r->revoked->jti : NULL)) return;
+    if (!store__need_id(r, "jti", r->revoked ? r->revoked->jti : NULL)) return;
     store__key k;
-    k_revoked(&k, r->revoked->jti);
+    store__k_revoked(&k, r->revoked->jti);
     Parley__Rec__Revoked rec = PARLEY__REC__REVOKED__INIT;
     rec.has_expires_at = 1;
     rec.expires_at = r->revoked->expires_at;
@@ -471,6 +522,13 @@ void store__exec_write(store__rdb *s, store_req *r)
     case STORE_EVENT_APPEND: op_event_append(s, r); break;
     case STORE_READ_SET: op_read_set(s, r); break;
     case STORE_TOKEN_REVOKE: op_token_revoke(s, r); break;
+    case STORE_GROUP_CREATE: store__op_group_create(s, r); break;
+    case STORE_GROUP_UPDATE: store__op_group_update(s, r); break;
+    case STORE_GROUP_DISBAND: store__op_group_disband(s, r); break;
+    case STORE_MEMBER_ADD: store__op_member_add(s, r); break;
+    case STORE_MEMBER_REMOVE: store__op_member_remove(s, r); break;
+    case STORE_MEMBER_ROLE: store__op_member_role(s, r); break;
+    case STORE_FRIEND: store__op_friend(s, r); break;
     default: store__fail(r, PL_BAD_REQUEST, "not a write op: %d", (int)r->op); break;
     }
 }
@@ -484,7 +542,7 @@ static void op_tenant_list(store__rdb *s, store_req *r)
     store__key_succ(&lo, &hi);
     store__iter it;
     store__iter_open(s, &it, &lo, &hi);
-    vec v = {.size = sizeof(store_tenant)};
+    store__vec v = {.size = sizeof(store_tenant)};
     ProtobufCAllocator al = store__allocator(&r->arena);
     for (rocksdb_iter_seek(it.it, lo.b, lo.len); rocksdb_iter_valid(it.it); rocksdb_iter_next(it.it)) {
         size_t klen, vlen, off = 1, idlen;
@@ -494,13 +552,13 @@ static void op_tenant_list(store__rdb *s, store_req *r)
         Parley__Rec__Tenant *rec =
             parley__rec__tenant__unpack(&al, vlen, (const uint8_t *)val);
         if (!id || !rec) continue;
-        store_tenant *t = vec_push(&v);
+        store_tenant *t = store__vec_push(&v);
         t->id = arena_strndup(&r->arena, id, idlen);
         t->key_hash = rec->key_hash;
         t->settings = rec->settings;
         t->created_at = rec->created_at;
     }
-    r->tenants = vec_finish(&v, &r->arena, &r->n_tenants);
+    r->tenants = store__vec_finish(&v, &r->arena, &r->n_tenants);
     store__iter_close(&it, r);
 }
 
@@ -515,9 +573,9 @@ static void user_from_rec(store_user *u, arena *a, const char *id, const Parley_
 
 static void op_user_get(store__rdb *s, store_req *r)
 {
-    if (!need_id(r, "tenant id", r->tenant_id) || !need_id(r, "user id", r->user_id)) return;
+    if (!store__need_id(r, "tenant id", r->tenant_id) || !store__need_id(r, "user id", r->user_id)) return;
     store__key k;
-    k_user(&k, r->tenant_id, r->user_id);
+    store__k_user(&k, r->tenant_id, r->user_id);
     Parley__Rec__User *rec;
     int f = store__get(s, r, false, &k, &parley__rec__user__descriptor, &r->arena, (void **)&rec);
     if (f < 0) return;
@@ -545,7 +603,7 @@ static bool name_matches(const char *name, const char *q)
 /* Push onto ids the user id of every key in [lo, succ(lo)), at most max;
  * the id is component `skip` (0-based) after the tenant. */
 static int collect_ids(store__rdb *s, store_req *r, const store__key *lo, int skip, size_t max,
-                       vec *ids)
+                       store__vec *ids)
 {
     store__key hi;
     store__key_succ(lo, &hi);
@@ -557,14 +615,14 @@ static int collect_ids(store__rdb *s, store_req *r, const store__key *lo, int sk
         const char *key = rocksdb_iter_key(it.it, &klen);
         const char *c = store__key_next_str(key, klen, &off, &n); /* tenant */
         for (int i = 0; c && i <= skip; i++) c = store__key_next_str(key, klen, &off, &n);
-        if (c) *(char **)vec_push(ids) = arena_strndup(&s->scratch, c, n);
+        if (c) *(char **)store__vec_push(ids) = arena_strndup(&s->scratch, c, n);
     }
     return store__iter_close(&it, r);
 }
 
 static void op_user_search(store__rdb *s, store_req *r)
 {
-    if (!need_id(r, "tenant id", r->tenant_id)) return;
+    if (!store__need_id(r, "tenant id", r->tenant_id)) return;
     const char *q = r->query ? r->query : "";
     if (strlen(q) > STORE__ID_MAX) {
         store__fail(r, PL_BAD_REQUEST, "query too long");
@@ -572,7 +630,7 @@ static void op_user_search(store__rdb *s, store_req *r)
     }
     uint32_t limit = store__limit(r->limit);
 
-    vec ids = {.size = sizeof(char *)};
+    store__vec ids = {.size = sizeof(char *)};
     store__key lo;
     store__key_init(&lo, STORE__K_USER);
     store__key_str(&lo, r->tenant_id);
@@ -580,7 +638,7 @@ static void op_user_search(store__rdb *s, store_req *r)
     int rc = collect_ids(s, r, &lo, 0, limit, &ids);
     if (rc == 0 && *q) {
         char lq[STORE__LNAME_MAX + 1];
-        lname(lq, q);
+        store__lname(lq, q);
         store__key_init(&lo, STORE__K_NAME);
         store__key_str(&lo, r->tenant_id);
         store__key_raw(&lo, lq, strlen(lq));
@@ -593,22 +651,22 @@ static void op_user_search(store__rdb *s, store_req *r)
     char **cand = (char **)ids.p;
     if (ids.n > 1) qsort(cand, ids.n, sizeof(*cand), cmp_str);
 
-    vec out = {.size = sizeof(store_user)};
+    store__vec out = {.size = sizeof(store_user)};
     size_t qlen = strlen(q);
     for (size_t i = 0; i < ids.n && out.n < limit; i++) {
         if (i > 0 && strcmp(cand[i], cand[i - 1]) == 0) continue;
         store__key k;
-        k_user(&k, r->tenant_id, cand[i]);
+        store__k_user(&k, r->tenant_id, cand[i]);
         Parley__Rec__User *rec;
         int f = store__get(s, r, false, &k, &parley__rec__user__descriptor, &r->arena,
                            (void **)&rec);
         if (f < 0) break;
         if (f == 0) continue;
         if (strncmp(cand[i], q, qlen) != 0 && !name_matches(rec->name, q)) continue;
-        user_from_rec(vec_push(&out), &r->arena, cand[i], rec);
+        user_from_rec(store__vec_push(&out), &r->arena, cand[i], rec);
     }
     pl_free(ids.p);
-    r->users_out = vec_finish(&out, &r->arena, &r->n_users_out);
+    r->users_out = store__vec_finish(&out, &r->arena, &r->n_users_out);
 }
 
 /* Fetch the messages entries[i].msg refer to (conv and seq set) in one
@@ -626,7 +684,7 @@ static void resolve_msgs(store__rdb *s, store_req *r, store_entry *entries, size
     for (size_t i = 0, j = 0; i < n; i++) {
         if (!entries[i].msg) continue;
         store__key k;
-        k_msg(&k, r->tenant_id, entries[i].msg->conv, entries[i].msg->seq);
+        store__k_msg(&k, r->tenant_id, entries[i].msg->conv, entries[i].msg->seq);
         keys[j] = arena_memdup(&s->scratch, k.b, k.len);
         klens[j++] = k.len;
     }
@@ -656,10 +714,10 @@ static void resolve_msgs(store__rdb *s, store_req *r, store_entry *entries, size
 
 static void op_inbox_read(store__rdb *s, store_req *r)
 {
-    if (!need_id(r, "tenant id", r->tenant_id) || !need_id(r, "user id", r->user_id)) return;
+    if (!store__need_id(r, "tenant id", r->tenant_id) || !store__need_id(r, "user id", r->user_id)) return;
     uint32_t limit = store__limit(r->limit);
     store__key prefix, lo, hi;
-    k_inbox(&prefix, r->tenant_id, r->user_id);
+    store__k_inbox(&prefix, r->tenant_id, r->user_id);
     uint64_t *head = store__counter(s, r, &prefix);
     if (!head) return;
     r->head = *head;
@@ -670,7 +728,7 @@ static void op_inbox_read(store__rdb *s, store_req *r)
 
     store__iter it;
     store__iter_open(s, &it, &lo, &hi);
-    vec v = {.size = sizeof(store_entry)};
+    store__vec v = {.size = sizeof(store_entry)};
     ProtobufCAllocator al = store__allocator(&r->arena);
     rocksdb_iter_seek(it.it, lo.b, lo.len);
     for (; rocksdb_iter_valid(it.it) && v.n < limit; rocksdb_iter_next(it.it)) {
@@ -679,10 +737,10 @@ static void op_inbox_read(store__rdb *s, store_req *r)
         const char *val = rocksdb_iter_value(it.it, &vlen);
         Parley__Rec__Entry *rec = parley__rec__entry__unpack(&al, vlen, (const uint8_t *)val);
         if (klen != prefix.len + 8 || !rec) continue;
-        store_entry *e = vec_push(&v);
+        store_entry *e = store__vec_push(&v);
         e->useq = store__get_u64(key + prefix.len);
         if (rec->event) {
-            e->event = event_from_rec(&r->arena, rec->event);
+            e->event = store__event_from_rec(&r->arena, rec->event);
         } else {
             e->msg = arena_alloc(&r->arena, sizeof(*e->msg));
             e->msg->conv = rec->conv ? rec->conv : "";
@@ -691,16 +749,16 @@ static void op_inbox_read(store__rdb *s, store_req *r)
         }
     }
     r->more = rocksdb_iter_valid(it.it);
-    r->entries = vec_finish(&v, &r->arena, &r->n_entries);
+    r->entries = store__vec_finish(&v, &r->arena, &r->n_entries);
     if (store__iter_close(&it, r)) return;
     resolve_msgs(s, r, r->entries, r->n_entries);
 }
 
 static void op_inbox_head(store__rdb *s, store_req *r)
 {
-    if (!need_id(r, "tenant id", r->tenant_id) || !need_id(r, "user id", r->user_id)) return;
+    if (!store__need_id(r, "tenant id", r->tenant_id) || !store__need_id(r, "user id", r->user_id)) return;
     store__key prefix;
-    k_inbox(&prefix, r->tenant_id, r->user_id);
+    store__k_inbox(&prefix, r->tenant_id, r->user_id);
     uint64_t *head = store__counter(s, r, &prefix);
     if (head) r->head = *head;
 }
@@ -717,10 +775,10 @@ static void msg_from_rec(store_msg *m, const char *conv, uint64_t seq, const Par
 
 static void op_history(store__rdb *s, store_req *r)
 {
-    if (!need_id(r, "tenant id", r->tenant_id) || !need_id(r, "conv", r->conv)) return;
+    if (!store__need_id(r, "tenant id", r->tenant_id) || !store__need_id(r, "conv", r->conv)) return;
     uint32_t limit = store__limit(r->limit);
     store__key lo, hi;
-    k_conv(&lo, r->tenant_id, r->conv);
+    store__k_conv(&lo, r->tenant_id, r->conv);
     if (r->before) {
         hi = lo;
         store__key_u64(&hi, r->before);
@@ -729,7 +787,7 @@ static void op_history(store__rdb *s, store_req *r)
     }
     store__iter it;
     store__iter_open(s, &it, &lo, &hi);
-    vec v = {.size = sizeof(store_msg)};
+    store__vec v = {.size = sizeof(store_msg)};
     ProtobufCAllocator al = store__allocator(&r->arena);
     const char *conv = arena_strdup(&r->arena, r->conv);
     rocksdb_iter_seek_to_last(it.it);
@@ -739,19 +797,19 @@ static void op_history(store__rdb *s, store_req *r)
         const char *val = rocksdb_iter_value(it.it, &vlen);
         Parley__Rec__Msg *rec = parley__rec__msg__unpack(&al, vlen, (const uint8_t *)val);
         if (klen != lo.len + 8 || !rec) continue;
-        msg_from_rec(vec_push(&v), conv, store__get_u64(key + lo.len), rec);
+        msg_from_rec(store__vec_push(&v), conv, store__get_u64(key + lo.len), rec);
     }
     r->more = rocksdb_iter_valid(it.it);
-    r->msgs = vec_finish(&v, &r->arena, &r->n_msgs);
+    r->msgs = store__vec_finish(&v, &r->arena, &r->n_msgs);
     store__iter_close(&it, r);
 }
 
 static void op_conv_read(store__rdb *s, store_req *r)
 {
-    if (!need_id(r, "tenant id", r->tenant_id) || !need_id(r, "conv", r->conv)) return;
+    if (!store__need_id(r, "tenant id", r->tenant_id) || !store__need_id(r, "conv", r->conv)) return;
     uint32_t limit = store__limit(r->limit);
     store__key prefix, lo, hi;
-    k_conv(&prefix, r->tenant_id, r->conv);
+    store__k_conv(&prefix, r->tenant_id, r->conv);
     uint64_t *head = store__counter(s, r, &prefix);
     if (!head) return;
     r->head = *head;
@@ -761,7 +819,7 @@ static void op_conv_read(store__rdb *s, store_req *r)
     store__key_succ(&prefix, &hi);
     store__iter it;
     store__iter_open(s, &it, &lo, &hi);
-    vec v = {.size = sizeof(store_msg)};
+    store__vec v = {.size = sizeof(store_msg)};
     ProtobufCAllocator al = store__allocator(&r->arena);
     const char *conv = arena_strdup(&r->arena, r->conv);
     rocksdb_iter_seek(it.it, lo.b, lo.len);
@@ -771,10 +829,10 @@ static void op_conv_read(store__rdb *s, store_req *r)
         const char *val = rocksdb_iter_value(it.it, &vlen);
         Parley__Rec__Msg *rec = parley__rec__msg__unpack(&al, vlen, (const uint8_t *)val);
         if (klen != prefix.len + 8 || !rec) continue;
-        msg_from_rec(vec_push(&v), conv, store__get_u64(key + prefix.len), rec);
+        msg_from_rec(store__vec_push(&v), conv, store__get_u64(key + prefix.len), rec);
     }
     r->more = rocksdb_iter_valid(it.it);
-    r->msgs = vec_finish(&v, &r->arena, &r->n_msgs);
+    r->msgs = store__vec_finish(&v, &r->arena, &r->n_msgs);
     store__iter_close(&it, r);
 }
 
@@ -785,7 +843,7 @@ static void op_token_list(store__rdb *s, store_req *r)
     store__key_succ(&lo, &hi);
     store__iter it;
     store__iter_open(s, &it, &lo, &hi);
-    vec v = {.size = sizeof(store_revoked)};
+    store__vec v = {.size = sizeof(store_revoked)};
     rocksdb_writebatch_t *purge = rocksdb_writebatch_create();
     ProtobufCAllocator al = store__allocator(&s->scratch);
     for (rocksdb_iter_seek(it.it, lo.b, lo.len); rocksdb_iter_valid(it.it); rocksdb_iter_next(it.it)) {
@@ -799,11 +857,11 @@ static void op_token_list(store__rdb *s, store_req *r)
             rocksdb_writebatch_delete(purge, key, klen);
             continue;
         }
-        store_revoked *t = vec_push(&v);
+        store_revoked *t = store__vec_push(&v);
         t->jti = arena_strndup(&r->arena, jti, n);
         t->expires_at = rec->expires_at;
     }
-    r->revoked_out = vec_finish(&v, &r->arena, &r->n_revoked);
+    r->revoked_out = store__vec_finish(&v, &r->arena, &r->n_revoked);
     if (store__iter_close(&it, r) == 0 && rocksdb_writebatch_count(purge) > 0) {
         char *err = NULL;
         rocksdb_write(s->db, s->wo_lazy, purge, &err);
@@ -817,11 +875,11 @@ static void op_token_list(store__rdb *s, store_req *r)
 
 static void op_read_get(store__rdb *s, store_req *r)
 {
-    if (!need_id(r, "tenant id", r->tenant_id) || !need_id(r, "user id", r->user_id) ||
-        !need_id(r, "conv", r->conv))
+    if (!store__need_id(r, "tenant id", r->tenant_id) || !store__need_id(r, "user id", r->user_id) ||
+        !store__need_id(r, "conv", r->conv))
         return;
     store__key k;
-    k_read(&k, r->tenant_id, r->user_id, r->conv);
+    store__k_read(&k, r->tenant_id, r->user_id, r->conv);
     Parley__Rec__ReadPos *rec;
     int f = store__get(s, r, false, &k, &parley__rec__read_pos__descriptor, &s->scratch,
                        (void **)&rec);
@@ -840,6 +898,13 @@ void store__exec_read(store__rdb *s, store_req *r)
     case STORE_TOKEN_LIST: op_token_list(s, r); break;
     case STORE_READ_GET: op_read_get(s, r); break;
     case STORE_CONV_READ: op_conv_read(s, r); break;
+    case STORE_GROUP_GET: store__op_group_get(s, r); break;
+    case STORE_MEMBER_GET: store__op_member_get(s, r); break;
+    case STORE_MEMBER_LIST: store__op_member_list(s, r); break;
+    case STORE_USER_GROUPS: store__op_user_groups(s, r); break;
+    case STORE_GROUP_SEARCH: store__op_group_search(s, r); break;
+    case STORE_FRIEND_LIST: store__op_friend_list(s, r); break;
+    case STORE_HOME: store__op_home(s, r); break;
     default: store__fail(r, PL_BAD_REQUEST, "unknown op %d", (int)r->op); break;
     }
 }

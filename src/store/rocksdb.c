@@ -12,13 +12,18 @@
  *              write batch; later writes of the batch see earlier ones
  *              (consecutive seqs from the counter cache; dedup entries,
  *              users, tenants, read positions from the batch overlay)
+ *              (and membership changes per group, for the member cache)
  *          ──> one rocksdb write, WAL synced (cfg->sync)
  *          ──> reads: against the committed state
  *          ──> completions: one chain per reply_to mailbox
  *
  * A batch holds at most max_batch writes; reads ride along with the writes
- * around them.  Staged writes are handed to RocksDB sorted by key, which
- * makes the memtable inserts several times cheaper (store__fill_batch).
+ * around them.  A batch also stops taking requests once its writes staged
+ * STORE__BATCH_KEYS keys (a group message stages one inbox entry per
+ * member), but one request is never split: adding 100,000 members is one
+ * write batch, one synced write and one reply.  Staged writes are handed
+ * to RocksDB sorted by key, which makes the memtable inserts several times
+ * cheaper (store__fill_batch).
  *
  * Failures.  If the batch write fails, every write of the batch fails with
  * PL_UNAVAILABLE, nothing is applied (RocksDB writes a batch atomically)
@@ -56,8 +61,28 @@
  *                              message entry points at an existing M key
  *   D tenant from cmid         Dedup   the result of the first append with
  *                              this cmid; written in the same batch as it
- *   R tenant user conv         ReadPos only ever raised
+ *   R tenant user conv         ReadPos only ever raised; a message append
+ *                              raises the sender's to the message's seq
  *   X jti                      Revoked purged after expires_at
+ *   G tenant group             Group   a group or channel, with its member
+ *                              count; kept, marked disbanded, after a
+ *                              disband, so the id is never reused
+ *   P tenant group user        Member  role, joined_at: the member list
+ *   J tenant user group        Joined  kind, role, joined_at: the user's
+ *                              groups; exists exactly while P does
+ *   C tenant group             (empty) channel index: exists while the
+ *                              group is a channel and not disbanded
+ *   L tenant lname group       (empty) channel name index (lname as for N),
+ *                              exists exactly while C does
+ *   F tenant user other        Friend  state from user's side, since; the
+ *                              rows (user, other) and (other, user) exist
+ *                              together or not at all
+ *   H tenant user conv         HomeDm  peer, since: a 1:1 conversation of
+ *                              the user's home list, written in the batch
+ *                              of the conversation's first message (seq 1)
+ *
+ * A group's conversation is "g:" + id (its messages under M), a 1:1's is
+ * "dm:a:b"; the chat layer builds both.
  *
  * Counters.  No counter keys exist: the last seq of a conversation is the
  * number in the last M key of its range, found by one reverse seek when a
@@ -68,6 +93,15 @@
  * cache and the key it numbers is staged in the same batch, the cache is
  * always "what is on disk plus what the current batch staged".  Eviction
  * happens only between batches, when the two agree.
+ *
+ * Member cache.  A group message (kind "group") goes to every member's
+ * inbox, so its recipients are read per message; rdb_groups.c keeps the
+ * member lists of recently used groups in memory (bounded by
+ * STORE__MCACHE_ROWS rows, least recently used dropped).  A cached list is
+ * always "disk plus what the current batch staged": a membership change
+ * drops the group's entry, and a list loaded during a batch is the rows on
+ * disk merged with the batch's changes to that group (s->mdelta).  A
+ * failed batch drops the whole cache, like the counter cache.
  */
 #include <errno.h>
 #include <glob.h>
@@ -102,7 +136,8 @@ struct store__ctr {
 /*
  * The batch overlay: the latest value the batch being built staged for
  * each key of a family that writes read back (tenants, users, dedup
- * entries, read positions), so later writes of the batch see it.  Entries
+ * entries, read positions, groups, members, friends), so later writes of
+ * the batch see it.  Entries
  * live in the scratch arena; the table is cleared after every batch.
  * Messages and inbox entries are never read back: their numbers come from
  * the counter cache.
@@ -122,6 +157,9 @@ static bool store__readback(const store__key *k)
     case STORE__K_USER:
     case STORE__K_DEDUP:
     case STORE__K_READ:
+    case STORE__K_GROUP:
+    case STORE__K_MEMBER:
+    case STORE__K_FRIEND:
         return true;
     default:
         return false;
@@ -171,8 +209,8 @@ ProtobufCAllocator store__allocator(arena *a)
 
 /* ---- reads and staged writes ---- */
 
-static void *store__decode(store_req *r, const ProtobufCMessageDescriptor *d, arena *a,
-                           const char *v, size_t n)
+void *store__decode(store_req *r, const ProtobufCMessageDescriptor *d, arena *a, const char *v,
+                    size_t n)
 {
     ProtobufCAllocator al = store__allocator(a);
     void *m = protobuf_c_message_unpack(d, &al, n, (const uint8_t *)v);
@@ -215,6 +253,71 @@ int store__get(store__rdb *s, store_req *r, bool through_batch, const store__key
     *out = store__decode(r, d, a, v, n);
     rocksdb_free(v);
     return *out ? 1 : -1;
+}
+
+/* The overlay's entry for a key: 1 with *v (NULL: deleted) and *n if the
+ * batch staged it, else 0. */
+static int store__ov_find(store__rdb *s, const char *key, size_t klen, const char **v, size_t *n)
+{
+    if (!s->overlay) return 0;
+    store__ov *o = NULL;
+    HASH_FIND(hh, s->overlay, key, klen, o);
+    if (!o) return 0;
+    *v = o->val;
+    *n = o->vlen;
+    return 1;
+}
+
+/* Keys per MultiGet call: bounds the arrays RocksDB fills at once. */
+#define STORE__MULTIGET_CHUNK 1024
+
+int store__get_many(store__rdb *s, store_req *r, bool through_batch, const char *const *keys,
+                    const size_t *klens, size_t n, arena *a, const char **vals, size_t *vlens)
+{
+    static const char present[] = "";
+    const char *ck[STORE__MULTIGET_CHUNK];
+    size_t ckl[STORE__MULTIGET_CHUNK], idx[STORE__MULTIGET_CHUNK];
+    char *cv[STORE__MULTIGET_CHUNK], *ce[STORE__MULTIGET_CHUNK];
+    size_t cvl[STORE__MULTIGET_CHUNK];
+    int rc = 0;
+    size_t i = 0;
+    while (i < n) {
+        size_t m = 0;
+        for (; i < n && m < STORE__MULTIGET_CHUNK; i++) {
+            const char *v;
+            size_t vn;
+            vals[i] = NULL;
+            vlens[i] = 0;
+            if (through_batch && store__ov_find(s, keys[i], klens[i], &v, &vn)) {
+                if (v) {
+                    vals[i] = a ? arena_memdup(a, v, vn ? vn : 1) : present;
+                    vlens[i] = vn;
+                }
+                continue;
+            }
+            ck[m] = keys[i];
+            ckl[m] = klens[i];
+            idx[m++] = i;
+        }
+        if (!m) continue;
+        rocksdb_multi_get(s->db, s->ro, m, ck, ckl, cv, cvl, ce);
+        for (size_t j = 0; j < m; j++) {
+            if (ce[j]) {
+                if (rc == 0) {
+                    store__oneline(ce[j]);
+                    store__fail(r, PL_UNAVAILABLE, "read: %s", ce[j]);
+                }
+                rc = -1;
+                rocksdb_free(ce[j]);
+            }
+            if (cv[j]) {
+                vals[idx[j]] = a ? arena_memdup(a, cv[j], cvl[j] ? cvl[j] : 1) : present;
+                vlens[idx[j]] = cvl[j];
+                rocksdb_free(cv[j]);
+            }
+        }
+    }
+    return rc;
 }
 
 void store__put(store__rdb *s, const store__key *k, const void *msg)
@@ -341,6 +444,32 @@ static void store__ctr_evict(store__rdb *s)
     while (s->n_ctrs > s->ctr_max) store__ctr_remove(s, s->lru_last);
 }
 
+const uint64_t *store__counter_peek(store__rdb *s, const store__key *prefix)
+{
+    store__ctr *c = NULL;
+    HASH_FIND(hh, s->ctrs, prefix->b, prefix->len, c);
+    return c ? &c->last : NULL;
+}
+
+static store__ctr *store__ctr_add(store__rdb *s, const store__key *prefix, uint64_t last)
+{
+    store__ctr *c = pl_malloc(sizeof(*c) + prefix->len);
+    memcpy(c->key, prefix->b, prefix->len);
+    c->keylen = prefix->len;
+    c->last = last;
+    HASH_ADD_KEYPTR(hh, s->ctrs, c->key, c->keylen, c);
+    store__lru_front(s, c);
+    s->n_ctrs++;
+    return c;
+}
+
+void store__counter_prime(store__rdb *s, const store__key *prefix, uint64_t last)
+{
+    store__ctr *c = NULL;
+    HASH_FIND(hh, s->ctrs, prefix->b, prefix->len, c);
+    if (!c) store__ctr_add(s, prefix, last);
+}
+
 uint64_t *store__counter(store__rdb *s, store_req *r, const store__key *prefix)
 {
     store__ctr *c = NULL;
@@ -364,14 +493,7 @@ uint64_t *store__counter(store__rdb *s, store_req *r, const store__key *prefix)
         if (klen == prefix->len + 8) last = store__get_u64(k + prefix->len);
     }
     if (store__iter_close(&it, r)) return NULL;
-    c = pl_malloc(sizeof(*c) + prefix->len);
-    memcpy(c->key, prefix->b, prefix->len);
-    c->keylen = prefix->len;
-    c->last = last;
-    HASH_ADD_KEYPTR(hh, s->ctrs, c->key, c->keylen, c);
-    store__lru_front(s, c);
-    s->n_ctrs++;
-    return &c->last;
+    return &store__ctr_add(s, prefix, last)->last;
 }
 
 /* ---- batches ---- */
@@ -406,6 +528,7 @@ static void store__rdb_reopen(store__rdb *s)
     s->reopen_at = now;
     if (s->db) rocksdb_close(s->db);
     store__ctr_drop_all(s);
+    store__mcache_drop_all(s);
     char *e = NULL;
     s->db = rocksdb_open(s->opts, s->path, &e);
     if (e) {
@@ -425,8 +548,13 @@ static void store__rdb_fail_all(store_req **reqs, size_t n)
         store__fail(reqs[i], PL_UNAVAILABLE, "store unavailable after a failed write");
 }
 
-/* Execute reqs[0..n) as one batch and post their completions. */
-static void store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
+/*
+ * Execute a batch taken from the front of reqs[0..n) and post its
+ * completions; returns how many requests it took.  The batch takes writes
+ * in order until max_batch of them ran or they staged STORE__BATCH_KEYS
+ * keys, and the reads up to the next write it did not take.
+ */
+static size_t store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
 {
     uint64_t now = clock_wall_ms();
     s->now = now > s->last_ts ? now : s->last_ts;
@@ -441,6 +569,10 @@ static void store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
     s->n_ops = 0;
     for (size_t i = 0; i < n; i++) {
         if (!store__is_write(reqs[i]->op)) continue;
+        if (nw == s->max_batch || s->n_ops >= STORE__BATCH_KEYS) {
+            n = i;
+            break;
+        }
         store__exec_write(s, reqs[i]);
         nw++;
     }
@@ -467,10 +599,17 @@ static void store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
                 r->append.seq = r->append.ts = 0;
                 r->append.useqs = NULL;
                 r->append.dup = false;
+                if (r->op == STORE_MSG_APPEND && r->append.group) {
+                    r->append.rcpt = NULL; /* an output for group messages */
+                    r->append.n_rcpt = 0;
+                }
                 r->useqs = NULL;
+                r->users_out = NULL;
+                r->n_users_out = 0;
             }
             rocksdb_free(err);
             store__ctr_drop_all(s);
+            store__mcache_drop_all(s);
             atomic_fetch_add_explicit(&s->st_failed, 1, memory_order_relaxed);
         }
     }
@@ -482,6 +621,7 @@ static void store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
     atomic_fetch_add_explicit(&s->st_reads, nr, memory_order_relaxed);
     store__ctr_evict(s);
     HASH_CLEAR(hh, s->overlay);
+    store__mdelta_clear(s);
     arena_free(&s->scratch);
 
 post:
@@ -489,10 +629,10 @@ post:
     s->n_groups = 0;
     for (size_t i = 0; i < n; i++) store__group_add(s, reqs[i]);
     for (size_t i = 0; i < s->n_groups; i++) mail_chain_post(&s->groups[i].chain, s->groups[i].mb);
+    return n;
 }
 
-/* Split everything taken from the mailbox into batches of at most
- * max_batch writes. */
+/* Execute everything taken from the mailbox, batch after batch. */
 static void store__rdb_run(store__rdb *s, mail *m)
 {
     size_t n = 0;
@@ -503,16 +643,7 @@ static void store__rdb_run(store__rdb *s, mail *m)
         }
         s->reqs[n++] = (store_req *)((char *)m - offsetof(store_req, mail));
     }
-    size_t i = 0;
-    while (i < n) {
-        size_t j = i, w = 0;
-        while (j < n && (w < s->max_batch || !store__is_write(s->reqs[j]->op))) {
-            if (store__is_write(s->reqs[j]->op)) w++;
-            j++;
-        }
-        store__rdb_batch(s, s->reqs + i, j - i);
-        i = j;
-    }
+    for (size_t i = 0; i < n;) i += store__rdb_batch(s, s->reqs + i, n - i);
 }
 
 static void *store__rdb_main(void *arg)
@@ -595,6 +726,7 @@ static void store__rdb_free(store__rdb *s)
     if (s->opts) rocksdb_options_destroy(s->opts);
     if (s->cache) rocksdb_cache_destroy(s->cache);
     store__ctr_drop_all(s);
+    store__mcache_drop_all(s);
     arena_free(&s->scratch);
     pl_free(s->reqs);
     pl_free(s->ops);
@@ -658,7 +790,111 @@ static rocksdb_options_t *store__rdb_options(store__rdb *s)
     return o;
 }
 
-/* Write the layout version into a new database, or check an old one's. */
+static void store__put_meta(rocksdb_writebatch_t *wb, uint32_t version)
+{
+    store__key k;
+    store__key_init(&k, STORE__K_META);
+    Parley__Rec__Meta m = PARLEY__REC__META__INIT;
+    m.has_version = 1;
+    m.version = version;
+    uint8_t v[16];
+    size_t n = parley__rec__meta__pack(&m, v);
+    rocksdb_writebatch_put(wb, k.b, k.len, (const char *)v, n);
+}
+
+/* Stage H t user conv -> {peer, since} into wb. */
+static void store__put_home(rocksdb_writebatch_t *wb, const char *t, const char *user,
+                            const char *conv, const char *peer, uint64_t since)
+{
+    store__key k;
+    store__k_home(&k, t, user, conv);
+    Parley__Rec__HomeDm h = PARLEY__REC__HOME_DM__INIT;
+    h.peer = (char *)peer;
+    h.has_since = 1;
+    h.since = since;
+    uint8_t v[STORE__ID_MAX + 32];
+    size_t n = parley__rec__home_dm__pack(&h, v);
+    rocksdb_writebatch_put(wb, k.b, k.len, (const char *)v, n);
+}
+
+/*
+ * Layout 1 had no home lists: give every 1:1 conversation that has
+ * messages its H rows, taken from its first message (whose sender is one
+ * of the two users of "dm:a:b", so the other one is the rest of the id).
+ * One seek per conversation, not a scan of every message.  The version is
+ * raised in the last write, so an interrupted upgrade simply runs again.
+ */
+static int store__rdb_upgrade(store__rdb *s, char *err, size_t errlen)
+{
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    store__key lo, hi;
+    store__key_init(&lo, STORE__K_MSG);
+    store__key_succ(&lo, &hi);
+    store__iter it;
+    store__iter_open(s, &it, &lo, &hi);
+    char *e = NULL;
+    size_t convs = 0;
+    rocksdb_iter_seek(it.it, lo.b, lo.len);
+    while (rocksdb_iter_valid(it.it) && !e) {
+        size_t klen, vlen, off = 1, tn = 0, cn = 0;
+        const char *key = rocksdb_iter_key(it.it, &klen);
+        const char *val = rocksdb_iter_value(it.it, &vlen);
+        const char *tk = store__key_next_str(key, klen, &off, &tn);
+        const char *ck = tk ? store__key_next_str(key, klen, &off, &cn) : NULL;
+        if (!ck || tn > STORE__ID_MAX || cn > STORE__ID_MAX) {
+            rocksdb_iter_next(it.it); /* not a message key: cannot happen */
+            continue;
+        }
+        char t[STORE__ID_MAX + 1], conv[STORE__ID_MAX + 1];
+        memcpy(t, tk, tn + 1);
+        memcpy(conv, ck, cn + 1);
+        Parley__Rec__Msg *m = NULL;
+        if (cn > 3 && memcmp(conv, "dm:", 3) == 0)
+            m = parley__rec__msg__unpack(NULL, vlen, (const uint8_t *)val);
+        const char *from = m ? m->from : NULL;
+        size_t fn = from ? strlen(from) : 0, rn = cn - 3;
+        const char *rest = conv + 3;
+        char peer[STORE__ID_MAX + 1] = "";
+        if (fn && rn > fn && rest[fn] == ':' && memcmp(rest, from, fn) == 0)
+            memcpy(peer, rest + fn + 1, rn - fn);
+        else if (fn && rn > fn && rest[rn - fn - 1] == ':' && memcmp(rest + rn - fn, from, fn) == 0)
+            memcpy(peer, rest, rn - fn - 1), peer[rn - fn - 1] = 0;
+        if (peer[0]) {
+            store__put_home(wb, t, from, conv, peer, m->ts);
+            if (strcmp(peer, from) != 0) store__put_home(wb, t, peer, conv, from, m->ts);
+            convs++;
+        }
+        if (m) parley__rec__msg__free_unpacked(m, NULL);
+        if (rocksdb_writebatch_count(wb) >= 10000) {
+            rocksdb_write(s->db, s->wo, wb, &e);
+            rocksdb_writebatch_clear(wb);
+        }
+        store__key next, succ;
+        store__k_conv(&next, t, conv);
+        store__key_succ(&next, &succ);
+        rocksdb_iter_seek(it.it, succ.b, succ.len);
+    }
+    store_req r = {0};
+    int rc = store__iter_close(&it, &r);
+    if (!e && rc == 0) {
+        store__put_meta(wb, STORE__LAYOUT_VERSION);
+        rocksdb_write(s->db, s->wo, wb, &e);
+    }
+    rocksdb_writebatch_destroy(wb);
+    if (e || rc) {
+        if (e) store__oneline(e);
+        snprintf(err, errlen, "cannot open store at %s: upgrading the layout failed: %s", s->path,
+                 e ? e : r.err);
+        rocksdb_free(e);
+        return -1;
+    }
+    log_info("store: upgraded %s to layout %d (%zu 1:1 conversations in home lists)", s->path,
+             STORE__LAYOUT_VERSION, convs);
+    return 0;
+}
+
+/* Write the layout version into a new database, check an old one's, and
+ * upgrade an older layout. */
 static int store__rdb_check_version(store__rdb *s, char *err, size_t errlen)
 {
     store_req r = {0};
@@ -672,13 +908,11 @@ static int store__rdb_check_version(store__rdb *s, char *err, size_t errlen)
         snprintf(err, errlen, "cannot open store at %s: %s", s->path, r.err);
         rc = -1;
     } else if (found == 0) {
-        Parley__Rec__Meta m = PARLEY__REC__META__INIT;
-        m.has_version = 1;
-        m.version = STORE__LAYOUT_VERSION;
-        uint8_t v[16];
-        size_t n = parley__rec__meta__pack(&m, v);
+        rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+        store__put_meta(wb, STORE__LAYOUT_VERSION);
         char *e = NULL;
-        rocksdb_put(s->db, s->wo, k.b, k.len, (const char *)v, n, &e);
+        rocksdb_write(s->db, s->wo, wb, &e);
+        rocksdb_writebatch_destroy(wb);
         if (e) {
             store__oneline(e);
             snprintf(err, errlen, "cannot open store at %s: %s", s->path, e);
@@ -689,6 +923,8 @@ static int store__rdb_check_version(store__rdb *s, char *err, size_t errlen)
         snprintf(err, errlen, "store at %s has layout version %u, newer than this build (%u)",
                  s->path, meta->version, STORE__LAYOUT_VERSION);
         rc = -1;
+    } else if (meta->version < STORE__LAYOUT_VERSION) {
+        rc = store__rdb_upgrade(s, err, errlen);
     }
     arena_free(&s->scratch);
     return rc;

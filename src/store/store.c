@@ -85,6 +85,15 @@ void store_submit(store *s, store_req *r)
     r->useqs = NULL;
     r->head = 0;
     r->more = false;
+    r->member = NULL;
+    r->members_out = NULL;
+    r->n_members_out = 0;
+    r->groups_out = NULL;
+    r->n_groups_out = 0;
+    r->friends_out = NULL;
+    r->n_friends_out = 0;
+    r->convs_out = NULL;
+    r->n_convs_out = 0;
     s->backend->submit(s, r);
 }
 

@@ -176,8 +176,11 @@ typedef enum store_op {
     STORE_READ_SET,        /* in: tenant_id, user_id, event (kind "read", conv, seq)
                               -> raises the user's read position in conv to seq and
                               appends the event to the user's inbox; out: useqs[0].
-                              If seq is not above the current position nothing is
-                              written: PL_OK with useqs[0] = 0. */
+                              A seq above conv's latest seq is lowered to it first
+                              (written back into event->seq): a position never
+                              points past the last message.  If seq is not above
+                              the current position nothing is written: PL_OK with
+                              useqs[0] = 0. */
     STORE_INBOX_READ,      /* in: tenant_id, user_id, after, limit
                               -> out: entries (useq > after, ascending), more, head.
                               Message entries carry the full message with useq set. */
@@ -205,17 +208,29 @@ typedef enum store_op {
                               index entry, and appends `event` (kind
                               "group_joined", group, conv g:<id>, user = the
                               owner) to every member's inbox; out: useqs
-                              parallel to users, group->members. */
+                              parallel to users, group->members, created_at.
+                              Details: the id is at most 253 bytes (g:<id> is a
+                              conversation id); kind NULL means "group"; no users
+                              means the owner alone; users[0] not the owner, a
+                              user listed twice or another kind is
+                              PL_BAD_REQUEST; event may be NULL (kind
+                              "group_joined"); its group and conv are filled in
+                              and a NULL user becomes the owner. */
     STORE_GROUP_GET,       /* in: tenant_id, group_id -> out: group (with members,
                               last_seq), or PL_NOT_FOUND (also when disbanded) */
     STORE_GROUP_UPDATE,    /* in: tenant_id, group (id; name if not NULL,
-                              admins_post_only) -> PL_NOT_FOUND */
+                              admins_post_only) -> PL_NOT_FOUND.  admins_post_only
+                              is always written (read the group first to keep
+                              it). */
     STORE_GROUP_DISBAND,   /* in: tenant_id, group_id, event (kind
                               "group_disbanded", user = who did it)
                               -> marks it disbanded, removes every membership and
                               index entry, appends the event to every former
                               member's inbox; out: users_out (the former members,
-                              id only), useqs parallel to it.  PL_NOT_FOUND. */
+                              id only, sorted), useqs parallel to it.
+                              PL_NOT_FOUND.  The id stays taken.  event may be
+                              NULL (kind "group_disbanded"); group and conv are
+                              filled in. */
     STORE_MEMBER_ADD,      /* in: tenant_id, group_id, users, role ("member" or
                               "admin"), limit (0 = no bound), event (kind
                               "group_joined", user = who added them; conv and
@@ -226,16 +241,25 @@ typedef enum store_op {
                               PL_NOT_FOUND (group, or a user that does not exist),
                               PL_TOO_LARGE if the count would pass limit (nothing
                               is added).  Must take 100,000 users in one request
-                              (a channel set up in seconds). */
+                              (a channel set up in seconds): it is one write
+                              batch and one reply however large.  role NULL
+                              means "member", "owner" is PL_BAD_REQUEST; a user
+                              listed twice is added once (the repeat's useq is
+                              0); event may be NULL (kind "group_joined"). */
     STORE_MEMBER_REMOVE,   /* in: tenant_id, group_id, users, event (kind
                               "group_left" or "group_removed", user = who did it)
                               -> removes those that are members, appends the
                               event to each removed user's inbox; out: useqs
-                              parallel to users (0: was not a member).  Never
-                              removes the owner (its useq stays 0). */
+                              parallel to users (0: was not a member, or listed
+                              again).  Never removes the owner (its useq stays
+                              0).  PL_NOT_FOUND for the group.  event may be NULL
+                              (kind "group_left"); group and conv are filled
+                              in. */
     STORE_MEMBER_ROLE,     /* in: tenant_id, group_id, user_id, role ("admin" or
                               "member") -> PL_NOT_FOUND if not a member; the owner's
-                              role never changes (PL_FORBIDDEN) */
+                              role never changes (PL_FORBIDDEN); another role
+                              (also "owner": no transfer) is PL_BAD_REQUEST.  No
+                              inbox event. */
     STORE_MEMBER_GET,      /* in: tenant_id, group_id, user_id -> out: group (as
                               GROUP_GET) and member (the user's row), or
                               PL_NOT_FOUND for the group; member NULL if the user
@@ -246,7 +270,7 @@ typedef enum store_op {
                               PL_NOT_FOUND. */
     STORE_USER_GROUPS,     /* in: tenant_id, user_id -> out: groups_out (every
                               group and channel the user belongs to, with role and
-                              last_seq), sorted by id */
+                              last_seq), sorted by id, not paged */
     STORE_GROUP_SEARCH,    /* in: tenant_id, query (prefix of id, or of name ASCII
                               case-insensitively), limit -> out: groups_out: the
                               channels (never groups, never disbanded) that match,
@@ -270,7 +294,14 @@ typedef enum store_op {
                                 go; event "friend_removed" to both.
                               out: useqs[0] for user_id, useqs[1] for other (0: no
                               event for that side), query = the resulting action
-                              ("request", "accept", ...) */
+                              ("request", "accept", ...).
+                              A repeated "request" while the user's request is
+                              open is PL_OK and writes nothing (useqs 0, 0).  A
+                              request the other made is answered with "accept" or
+                              "reject", not "delete" (PL_NOT_FOUND); a withdrawal
+                              reports "delete".  Events carry no conv; their
+                              user is the other side (friend_request to other:
+                              user_id). */
     STORE_FRIEND_LIST,     /* in: tenant_id, user_id -> out: friends_out, sorted by
                               user, with requests both ways */
 
@@ -278,8 +309,9 @@ typedef enum store_op {
     STORE_HOME,            /* in: tenant_id, user_id, limit (0 = 100, at most 1,000)
                               -> out: convs_out: the user's dms (every dm that has
                               a message) and groups and channels, newest
-                              active_ts first, at most limit, more.  Must stay
-                              fast (milliseconds) for 1,000 conversations. */
+                              active_ts first (equal ones by conv), at most
+                              limit, more.  Must stay fast (milliseconds) for
+                              1,000 conversations.  dms have no name or role. */
     STORE_OP_COUNT
 } store_op;
 
@@ -293,19 +325,27 @@ typedef struct store_append {
                                   none for a channel message; list each user once */
     size_t n_rcpt;
     const char *must_exist;    /* a user that must exist, else PL_NOT_FOUND; may be NULL */
-    const char *group;         /* a group or channel message: conv must be g:<group>.
+    const char *group;         /* a group or channel message: conv must be g:<group>
+                                  (else PL_BAD_REQUEST).
                                   The store checks that the group exists and is not
                                   disbanded (PL_NOT_FOUND), that `from` is a member
                                   (PL_FORBIDDEN), and admins_post_only
                                   (PL_FORBIDDEN for a plain member).  For kind
                                   "group" the recipients are all current members
-                                  (rcpt is filled in as out, sender first); for
-                                  "channel" no inbox entry is written. */
+                                  (rcpt is filled in as out, sender first, then the
+                                  others by id; rcpt given as input is ignored); for
+                                  "channel" no inbox entry is written (rcpt NULL).
+                                  A dup of a group message returns rcpt = {from}
+                                  with the sender's original useq only. */
     bool require_friend;       /* a dm that needs friendship: PL_FORBIDDEN unless
-                                  from and must_exist are friends */
+                                  from and must_exist are friends (PL_BAD_REQUEST
+                                  without must_exist; a dm with oneself needs no
+                                  friend).  Like every check, it comes after the
+                                  dedup: a retry still gets its original ack. */
     /* Every successful append also raises the sender's read position in conv to
      * the new seq (one's own messages are never unread), and the first message
-     * of a dm enters the conversation into both users' home lists. */
+     * of a dm (conv "dm:...", seq 1) enters the conversation into the home lists
+     * of its recipients (rcpt: the two users), each with the other as peer. */
     /* out */
     uint64_t seq;
     uint64_t ts;

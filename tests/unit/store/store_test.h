@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/mem.h"
+#include "store/rdb.h"
 #include "store/store.h"
 
 static inline int st_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -161,6 +162,122 @@ static inline void st_collector_wait(st_collector *c, size_t n)
         pthread_mutex_unlock(&c->mu);
         mailbox_run(&c->mb);
     }
+}
+
+/* Create n users named by fmt (one %zu conversion, 0..n-1), submitted
+ * asynchronously in a window so the store batches them. */
+static inline void st_users_bulk(store *s, const char *tenant, const char *fmt, size_t n)
+{
+    st_collector c;
+    st_collector_init(&c);
+    store_req **reqs = pl_calloc(n ? n : 1, sizeof(*reqs));
+    size_t sent = 0;
+    while (c.done < n) {
+        while (sent < n && sent - c.done < 4000) {
+            store_req *r = store_req_new(STORE_USER_CREATE);
+            char id[64];
+            snprintf(id, sizeof(id), fmt, sent);
+            r->tenant_id = tenant;
+            r->user = arena_alloc(&r->arena, sizeof(*r->user));
+            r->user->id = arena_strdup(&r->arena, id);
+            reqs[sent++] = r;
+            st_collector_submit(&c, s, r);
+        }
+        st_collector_wait(&c, c.done + 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(reqs[i]->status, PL_OK);
+        store_req_free(reqs[i]);
+    }
+    pl_free(reqs);
+    st_collector_destroy(&c);
+}
+
+/* A GROUP_CREATE request (not submitted); users is NULL-terminated with
+ * the owner first. */
+static inline store_req *st_group_create_req(const char *tenant, const char *id, const char *kind,
+                                             const char *name, const char **users)
+{
+    store_req *r = store_req_new(STORE_GROUP_CREATE);
+    r->tenant_id = tenant;
+    r->group = arena_alloc(&r->arena, sizeof(*r->group));
+    r->group->id = id;
+    r->group->kind = kind;
+    r->group->name = name;
+    r->group->owner = users[0];
+    size_t n = 0;
+    while (users[n]) n++;
+    r->users = users;
+    r->n_users = n;
+    return r;
+}
+
+static inline pl_status st_group_create(store *s, const char *tenant, const char *id,
+                                        const char *kind, const char *name, const char **users)
+{
+    store_req *r = st_group_create_req(tenant, id, kind, name, users);
+    pl_status st = store_call(s, r);
+    store_req_free(r);
+    return st;
+}
+
+/* A MEMBER_ADD / MEMBER_REMOVE request (not submitted); users is
+ * NULL-terminated. */
+static inline store_req *st_members_req(store_op op, const char *tenant, const char *group,
+                                        const char **users)
+{
+    store_req *r = store_req_new(op);
+    r->tenant_id = tenant;
+    r->group_id = group;
+    size_t n = 0;
+    while (users[n]) n++;
+    r->users = users;
+    r->n_users = n;
+    return r;
+}
+
+/* A group message request (not submitted). */
+static inline store_req *st_group_msg_req(const char *tenant, const char *group, const char *from,
+                                          const char *text, const char *cmid)
+{
+    store_req *r = store_req_new(STORE_MSG_APPEND);
+    r->tenant_id = tenant;
+    r->append.group = group;
+    char conv[300];
+    snprintf(conv, sizeof(conv), "g:%s", group);
+    r->append.conv = arena_strdup(&r->arena, conv);
+    r->append.from = from;
+    r->append.text = text;
+    r->append.cmid = cmid;
+    return r;
+}
+
+static inline uint64_t st_inbox_head(store *s, const char *tenant, const char *user)
+{
+    store_req *r = store_req_new(STORE_INBOX_HEAD);
+    r->tenant_id = tenant;
+    r->user_id = user;
+    assert_int_equal(store_call(s, r), PL_OK);
+    uint64_t h = r->head;
+    store_req_free(r);
+    return h;
+}
+
+/* Submit reqs[0..n) while the store is held, so they run as one batch,
+ * and wait for all of them; checks that they did run as one. */
+static inline void st_one_batch(store *s, store_req **reqs, size_t n)
+{
+    st_collector c;
+    st_collector_init(&c);
+    store_stats before, after;
+    store_get_stats(s, &before);
+    store__rdb_hold(s, true);
+    for (size_t i = 0; i < n; i++) st_collector_submit(&c, s, reqs[i]);
+    store__rdb_hold(s, false);
+    st_collector_wait(&c, n);
+    store_get_stats(s, &after);
+    assert_int_equal(after.batches - before.batches, 1);
+    st_collector_destroy(&c);
 }
 
 #endif

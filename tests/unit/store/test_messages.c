@@ -201,6 +201,7 @@ static void test_one_batch(void **state)
 static void test_same_key_in_batch(void **state)
 {
     store *s = ((fixture *)*state)->s;
+    for (int i = 0; i < 9; i++) store_req_free(st_append(s, "t", "g:x", "bob", "m", NULL, NULL));
     st_collector c;
     st_collector_init(&c);
     store_req *r[4];
@@ -457,21 +458,28 @@ static uint64_t read_get(store *s, const char *user, const char *conv)
 static void test_read_set(void **state)
 {
     store *s = ((fixture *)*state)->s;
-    store_req_free(append_ok(s, "dm:alice:bob", "alice", NULL, AB, 1));
+    for (uint64_t i = 1; i <= 8; i++) store_req_free(append_ok(s, "dm:alice:bob", "alice", NULL, AB, i));
     assert_int_equal(read_get(s, "bob", "dm:alice:bob"), 0);
-    assert_int_equal(read_set(s, "bob", "dm:alice:bob", 5), 2);
+    assert_int_equal(read_set(s, "bob", "dm:alice:bob", 5), 9);
     assert_int_equal(read_get(s, "bob", "dm:alice:bob"), 5);
     assert_int_equal(read_set(s, "bob", "dm:alice:bob", 3), 0); /* never lowers */
     assert_int_equal(read_set(s, "bob", "dm:alice:bob", 5), 0);
     assert_int_equal(read_get(s, "bob", "dm:alice:bob"), 5);
-    assert_int_equal(read_set(s, "bob", "dm:alice:bob", 7), 3);
+    assert_int_equal(read_set(s, "bob", "dm:alice:bob", 7), 10);
     assert_int_equal(read_get(s, "bob", "dm:alice:bob"), 7);
-    assert_int_equal(read_get(s, "alice", "dm:alice:bob"), 0);
+    /* Past the latest message: clamped to it. */
+    assert_int_equal(read_set(s, "bob", "dm:alice:bob", 100), 11);
+    assert_int_equal(read_get(s, "bob", "dm:alice:bob"), 8);
+    assert_int_equal(read_set(s, "bob", "dm:alice:bob", 100), 0);
+    assert_int_equal(read_set(s, "bob", "g:empty", 3), 0); /* no messages: stays 0 */
+    assert_int_equal(read_get(s, "bob", "g:empty"), 0);
+    /* Sending raised the sender's own position to the message. */
+    assert_int_equal(read_get(s, "alice", "dm:alice:bob"), 8);
     assert_int_equal(read_get(s, "bob", "g:other"), 0);
-    assert_int_equal(inbox_head(s, "bob"), 3);
+    assert_int_equal(inbox_head(s, "bob"), 11);
 
-    store_req *r = inbox_read(s, "bob", 1, 0);
-    assert_int_equal(r->n_entries, 2);
+    store_req *r = inbox_read(s, "bob", 8, 0);
+    assert_int_equal(r->n_entries, 3);
     assert_null(r->entries[0].msg);
     assert_non_null(r->entries[0].event);
     assert_string_equal(r->entries[0].event->kind, "read");
@@ -480,6 +488,7 @@ static void test_read_set(void **state)
     assert_string_equal(r->entries[0].event->user, "bob");
     assert_true(r->entries[0].event->ts > 0);
     assert_int_equal(r->entries[1].event->seq, 7);
+    assert_int_equal(r->entries[2].event->seq, 8);
     store_req_free(r);
 }
 
