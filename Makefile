@@ -6,10 +6,12 @@
 #   make run     deps + build + start parleyd on the embedded store (./data)
 #   make test    deps + build + the whole test suite, then again under ASan+UBSan
 #   make fuzz    build the libFuzzer harnesses and run each for FUZZ_SECONDS
+#   make bench   build, then the parley-bench suite against a fresh parleyd
+#                (scripts/bench.sh; results in build/bench/)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build build-asan build-fuzz run test test-fast fuzz clean
+.PHONY: all deps build build-asan build-fuzz run test test-fast fuzz bench clean
 
 all: build
 
@@ -40,6 +42,9 @@ test-fast: build
 
 fuzz: deps build-fuzz
 	@./scripts/fuzz.sh $(FUZZ_SECONDS)
+
+bench: deps
+	@./scripts/bench.sh
 
 clean:
 	rm -rf build build-asan build-fuzz

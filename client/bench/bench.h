@@ -217,7 +217,8 @@ int http_parse_response(const char *p, size_t n, int *status, size_t *head, size
 /* ---- report.c ---- */
 
 void report_header(const bench *b, const char *what);
-/* A table row with a histogram (ns) and a count and rate; returns its JSON. */
+/* A table row with a histogram (ns), a count and a rate (< 0: not
+ * meaningful, shown as "-"); returns its JSON. */
 json_t *report_row(const char *name, const hist *h, uint64_t count, double rate, uint64_t errors);
 /* A table row of one value. */
 json_t *report_value(const char *name, double value, const char *unit);

@@ -6,7 +6,9 @@
  * request per connection at a time; a connection the server closes is
  * opened again for the next request.  Responses must carry Content-Length
  * (parleyd's do); chunked bodies are refused as errors.  Not a general
- * client: no redirects, no TLS, bodies up to 16 MiB.
+ * client: no redirects, no TLS, bodies up to 16 MiB.  A request that has
+ * no complete answer HTTP_TIMEOUT_MS after it was sent fails with status 0
+ * (a server at its open-file limit accepts nothing, for one).
  *
  * Connection states: IDLE --request--> CONNECTING --> SENT --response-->
  * IDLE; any error or close --> DOWN (reopened on the next request).
@@ -19,8 +21,11 @@
 #include "bench.h"
 #include "core/mem.h"
 
+#define HTTP_TIMEOUT_MS 10000
+
 typedef struct http_req {
     struct http_req *next;
+    uint64_t sent;           /* loop ms when handed to a connection */
     buf wire;
     http_cb cb;
     void *arg;
@@ -47,6 +52,7 @@ struct http_client {
     size_t pending;
     bool freeing;
     int open_handles;
+    uv_timer_t tick;         /* request timeouts */
 };
 
 int http_parse_response(const char *p, size_t n, int *status, size_t *head, size_t *body)
@@ -82,6 +88,16 @@ int http_parse_response(const char *p, size_t n, int *status, size_t *head, size
 
 static void pump(http_client *h);
 
+static void release(http_client *h)
+{
+    if (--h->open_handles) return;
+    for (int i = 0; i < h->n_conns; i++) buf_free(&h->conns[i].in);
+    pl_free(h->conns);
+    pl_free(h);
+}
+
+static void on_tick_closed(uv_handle_t *hd) { release(hd->data); }
+
 static void on_hclosed(uv_handle_t *hd)
 {
     hconn *k = hd->data;
@@ -90,11 +106,7 @@ static void on_hclosed(uv_handle_t *hd)
     k->open = false;
     buf_reset(&k->in);
     if (h->freeing) {
-        if (--h->open_handles == 0) {
-            for (int i = 0; i < h->n_conns; i++) buf_free(&h->conns[i].in);
-            pl_free(h->conns);
-            pl_free(h);
-        }
+        release(h);
         return;
     }
     pump(h);
@@ -203,6 +215,7 @@ static void pump(http_client *h)
         if (!h->head) h->tail = NULL;
         r->next = NULL;
         r->tries++;
+        r->sent = uv_now(h->loop);
         k->req = r;
         k->busy = true;
         if (k->open) {
@@ -217,6 +230,19 @@ static void pump(http_client *h)
     }
 }
 
+static void on_tick(uv_timer_t *t)
+{
+    http_client *h = t->data;
+    uint64_t now = uv_now(h->loop);
+    for (int i = 0; i < h->n_conns; i++) {
+        hconn *k = &h->conns[i];
+        if (k->req && now - k->req->sent > HTTP_TIMEOUT_MS) {
+            k->req->tries = 99;   /* no retry: fail it */
+            conn_down(k);
+        }
+    }
+}
+
 http_client *http_new(uv_loop_t *loop, const char *host, int port, int conns)
 {
     http_client *h = PL_NEW(http_client);
@@ -227,10 +253,14 @@ http_client *http_new(uv_loop_t *loop, const char *host, int port, int conns)
         pl_free(h);
         return NULL;
     }
+    h->loop = loop;
     snprintf(h->hostport, sizeof h->hostport, "%s:%d", host, port);
     h->n_conns = conns < 1 ? 1 : conns;
     h->conns = pl_calloc((size_t)h->n_conns, sizeof *h->conns);
     for (int i = 0; i < h->n_conns; i++) h->conns[i].h = h;
+    uv_timer_init(loop, &h->tick);
+    h->tick.data = h;
+    uv_timer_start(&h->tick, on_tick, 250, 250);
     return h;
 }
 
@@ -258,7 +288,8 @@ size_t http_pending(const http_client *h) { return h->pending; }
 void http_free(http_client *h)
 {
     h->freeing = true;
-    int open = 0;
+    int open = 1;   /* the tick */
+    uv_close((uv_handle_t *)&h->tick, on_tick_closed);
     for (int i = 0; i < h->n_conns; i++) {
         hconn *k = &h->conns[i];
         if (k->open) {
@@ -270,9 +301,4 @@ void http_free(http_client *h)
         }
     }
     h->open_handles = open;
-    if (!open) {
-        for (int i = 0; i < h->n_conns; i++) buf_free(&h->conns[i].in);
-        pl_free(h->conns);
-        pl_free(h);
-    }
 }

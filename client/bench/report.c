@@ -44,14 +44,17 @@ json_t *report_row(const char *name, const hist *h, uint64_t count, double rate,
     fmt_ms(p999, sizeof p999, hist_pct(h, 99.9));
     fmt_ms(mx, sizeof mx, h->max);
     if (!h->count) strcpy(p50, "-"), strcpy(p90, "-"), strcpy(p99, "-"), strcpy(p999, "-"), strcpy(mx, "-");
-    printf("%-38s %10llu %11.1f %9s %9s %9s %9s %9s %7llu\n", name, (unsigned long long)count, rate, p50, p90, p99,
+    char rs[32];
+    if (rate < 0) snprintf(rs, sizeof rs, "-");
+    else snprintf(rs, sizeof rs, "%.1f", rate);
+    printf("%-38s %10llu %11s %9s %9s %9s %9s %9s %7llu\n", name, (unsigned long long)count, rs, p50, p90, p99,
            p999, mx, (unsigned long long)errors);
     json_t *lat = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:I}", "p50", ms(hist_pct(h, 50)), "p90",
                             ms(hist_pct(h, 90)), "p99", ms(hist_pct(h, 99)), "p99_9", ms(hist_pct(h, 99.9)), "max",
                             ms(h->count ? h->max : 0), "min", ms(h->count ? h->min : 0), "mean", hist_mean(h) / 1e6,
                             "samples", (json_int_t)h->count);
-    return json_pack("{s:s,s:I,s:f,s:I,s:o}", "name", name, "count", (json_int_t)count, "rate_per_s", rate, "errors",
-                     (json_int_t)errors, "latency_ms", lat);
+    return json_pack("{s:s,s:I,s:o,s:I,s:o}", "name", name, "count", (json_int_t)count, "rate_per_s",
+                     rate < 0 ? json_null() : json_real(rate), "errors", (json_int_t)errors, "latency_ms", lat);
 }
 
 json_t *report_value(const char *name, double value, const char *unit)

@@ -228,11 +228,9 @@ static void cu_report(bench *b, const bench_stats *st, json_t *res)
     report_header(b, what);
     json_t *rows = json_array();
     double secs = st->h[H_SYNC].sum / 1e9;
-    json_array_append_new(rows, report_row("catch-up: connect->current", &st->h[H_TOTAL], st->n[N_REPS],
-                                           secs > 0 ? (double)st->n[N_REPS] / (st->h[H_TOTAL].sum / 1e9) : 0,
+    json_array_append_new(rows, report_row("catch-up: connect->current", &st->h[H_TOTAL], st->n[N_REPS], -1,
                                            stats_errors(st)));
-    json_array_append_new(rows, report_row("catch-up: login_ok->current", &st->h[H_SYNC], st->n[N_REPS],
-                                           secs > 0 ? (double)st->n[N_REPS] / secs : 0, 0));
+    json_array_append_new(rows, report_row("catch-up: login_ok->current", &st->h[H_SYNC], st->n[N_REPS], -1, 0));
     json_object_set_new(res, "rows", rows);
     double mps = secs > 0 ? (double)st->n[N_MSGS] / secs : 0;
     printf("synced %llu messages at %.0f messages/s while syncing\n", (unsigned long long)st->n[N_MSGS], mps);

@@ -189,7 +189,7 @@ static void id_report(bench *b, const bench_stats *st, json_t *res)
              b->nprocs, b->o.src_ips > 0 ? " and several source addresses" : "", b->o.duration, b->ws_url);
     report_header(b, what);
     json_t *rows = json_array();
-    json_array_append_new(rows, report_row("connect+login of each connection", &st->h[H_CONNECT], held, 0,
+    json_array_append_new(rows, report_row("connect+login of each connection", &st->h[H_CONNECT], held, -1,
                                            st->n[C_CONNECT_FAILED]));
     printf("connections held: %llu of %d (%llu failed to log in, %llu dropped while idle)\n",
            (unsigned long long)held, b->o.clients, (unsigned long long)st->n[C_CONNECT_FAILED],

@@ -1,0 +1,96 @@
+#!/bin/sh
+# The standard parley-bench suite (`make bench`; docs/benchmarks.md):
+#   1. builds build/ (BENCH_NO_BUILD=1 skips it; PARLEY_BUILD picks another
+#      build directory)
+#   2. starts a fresh build/parleyd on free ports with a temporary data
+#      directory and the limits a load test must lift (no per-user message
+#      rate, no per-IP connection, connection-rate or login-rate limits);
+#      idle gets a server of its own, so its memory figures are not mixed
+#      with what earlier runs left allocated
+#   3. runs the scenarios at sizes that fit a 2-core machine, the whole
+#      suite in under 5 minutes, and writes build/bench/<run>.json, the
+#      server logs and build/bench/summary.txt (the tables as printed)
+# Sizes can be changed with BENCH_IDLE (connections, default 20000: more
+# than one parleyd can hold with 20,000 open files), BENCH_DM_RATES
+# (offered msg/s of the dm runs) and BENCH_DURATION (seconds per run).
+set -eu
+cd "$(dirname "$0")/.."
+BUILD=${PARLEY_BUILD:-build}
+OUT=$BUILD/bench
+DUR=${BENCH_DURATION:-10}
+IDLE=${BENCH_IDLE:-20000}
+DM_RATES=${BENCH_DM_RATES:-100000 50000 20000 10000}
+
+[ "${BENCH_NO_BUILD:-0}" = 1 ] || make --no-print-directory build
+mkdir -p "$OUT"
+SUMMARY=$OUT/summary.txt
+: > "$SUMMARY"
+failed=""
+PID=""
+DATA=""
+
+stop_server() {
+    if [ -n "$PID" ]; then
+        kill -TERM "$PID" 2>/dev/null || true
+        wait "$PID" 2>/dev/null || true
+    fi
+    [ -n "$DATA" ] && rm -rf "$DATA"
+    PID=""
+    DATA=""
+}
+trap stop_server EXIT INT TERM
+
+start_server() {  # name
+    DATA=$(mktemp -d /tmp/parley-bench-XXXXXX)
+    log=$OUT/parleyd-$1.log
+    "$BUILD/parleyd" --data "$DATA" --http 127.0.0.1:0 --tcp 127.0.0.1:0 --udp "" \
+        --msg-rate 0 --max-conns-per-ip 0 --conn-rate-per-ip 0 --login-rate-per-ip 0 \
+        2> "$log" &
+    PID=$!
+    i=0
+    while ! grep -q '"parleyd started"' "$log" 2>/dev/null; do
+        i=$((i + 1))
+        if [ $i -gt 150 ] || ! kill -0 "$PID" 2>/dev/null; then
+            echo "bench: parleyd did not start:" >&2
+            cat "$log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    line=$(grep '"parleyd started"' "$log")
+    HTTP_PORT=$(echo "$line" | sed 's/.*"http_port":"\([0-9]*\)".*/\1/')
+    URL=ws://127.0.0.1:$HTTP_PORT
+}
+
+run() {  # json-name scenario args...
+    name=$1
+    shift
+    echo "bench: parley-bench $* ($(uptime | sed 's/.*load/load/'))" >&2
+    if ! "$BUILD/parley-bench" "$@" --url "$URL" --data "$DATA" --server-pid "$PID" \
+        --json "$OUT/$name.json" --quiet | tee -a "$SUMMARY"; then
+        failed="$failed $name"
+    fi
+}
+
+echo "parley-bench suite, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB" \
+    | tee -a "$SUMMARY"
+
+start_server idle
+run idle idle --clients "$IDLE" --src-ips 2 --duration "$DUR"
+stop_server
+
+start_server main
+run login login --clients 16 --pw-users 16 --duration 5
+for r in $DM_RATES; do
+    run "dm-$r" dm --pairs 100 --rate "$r" --duration "$DUR" --warmup 2
+done
+run group group --members 1000 --messages 20 --rate 5 --duration "$DUR"
+run channel channel --members 1000 --messages 20 --rate 5 --duration "$DUR"
+run catchup catchup --messages 1000 --convs 50 --reps 20 --duration 60
+stop_server
+
+echo "bench: results in $OUT/*.json, tables in $SUMMARY" >&2
+if [ -n "$failed" ]; then
+    echo "bench: runs that failed:$failed" >&2
+    exit 1
+fi
