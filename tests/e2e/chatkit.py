@@ -125,27 +125,43 @@ def create_users(server, ids, tokens=False, key=None, **kw):
     return None
 
 
-def connect_many(server, tokens, device="web", binary=False):
+def connect_many(server, tokens, device="web", binary=False, then=None):
     """One logged-in WebSocket per token, handshakes and logins overlapped
-    in rounds of 200.  Each connection gets .login_ok."""
+    in rounds of 200.  Each connection gets .login_ok.  `then`, if given,
+    is a request body (such as a sync) each connection makes right after
+    its login, as a client does; its answer must be `<name>_ok` and is kept
+    in .then_ok."""
     out = []
     tokens = list(tokens)
-    for start in range(0, len(tokens), 200):
-        round_ = []
-        for t in tokens[start:start + 200]:
-            c = WS(server.http_port, binary=binary)
-            round_.append((c, t))
+
+    def overlapped(conns, body_of):
         ids = []
-        for c, t in round_:
+        for c in conns:
             fid = WS.next_id
             WS.next_id += 1
-            c.send({"id": fid, "login": {"token": t, "device": device}})
+            frame = dict(body_of(c))
+            frame["id"] = fid
+            c.send(frame)
             ids.append(fid)
-        for (c, t), fid in zip(round_, ids):
-            r = c.wait(lambda f, fid=fid: f.get("id") == fid, 30)
+        replies = []
+        for c, fid in zip(conns, ids):
+            replies.append(c.wait(lambda f, fid=fid: f.get("id") == fid, 60))
+        return replies
+
+    for start in range(0, len(tokens), 200):
+        chunk = tokens[start:start + 200]
+        conns = [WS(server.http_port, binary=binary) for _ in chunk]
+        toks = dict(zip(map(id, conns), chunk))
+        for c, r in zip(conns, overlapped(conns, lambda c: {
+                "login": {"token": toks[id(c)], "device": device}})):
             assert "login_ok" in r, r
             c.login_ok = r["login_ok"]
-            out.append(c)
+        if then:
+            name = next(iter(then))
+            for c, r in zip(conns, overlapped(conns, lambda c: then)):
+                assert name + "_ok" in r, r
+                c.then_ok = r[name + "_ok"]
+        out += conns
     return out
 
 
