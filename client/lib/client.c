@@ -646,6 +646,7 @@ void parley_client_start(parley_client *c)
 static void cleanup(parley_client *c)
 {
     parley__req *r;
+    parley__sends_disconnected(c);
     while ((r = c->reqs)) req_fail(c, r, PARLEY_CANCELLED);
     parley__sends_fail_all(c, PARLEY_CANCELLED);
     pl_free(c->url_s);
