@@ -263,6 +263,17 @@ static inline uint64_t st_inbox_head(store *s, const char *tenant, const char *u
     return h;
 }
 
+/* Submit reqs[0..n) at once (the store batches them as it likes) and
+ * wait for all of them. */
+static inline void st_run_many(store *s, store_req **reqs, size_t n)
+{
+    st_collector c;
+    st_collector_init(&c);
+    for (size_t i = 0; i < n; i++) st_collector_submit(&c, s, reqs[i]);
+    st_collector_wait(&c, n);
+    st_collector_destroy(&c);
+}
+
 /* Submit reqs[0..n) while the store is held, so they run as one batch,
  * and wait for all of them; checks that they did run as one. */
 static inline void st_one_batch(store *s, store_req **reqs, size_t n)
