@@ -241,6 +241,9 @@ void session_login(chat_session *s)
     DL_APPEND(us->list, s);
     s->us = us;
     w->n_authed++;
+    /* Count this device online before the kick takes the older one away,
+     * so a kick never shows the user offline for a moment. */
+    presence_session_up(s);
 
     wmail *wm = wmail_new(w->c, kick_run);
     wm->tenant = s->tenant;
@@ -248,7 +251,6 @@ void session_login(chat_session *s)
     memcpy(wm->device, s->device, sizeof wm->device);
     wm->sid = s->id;
     wmail_post_all(w, wm);
-    presence_session_up(s);
 }
 
 void session_logout(chat_session *s)
