@@ -112,6 +112,13 @@ void chat_revoke_local(chat *c, const char *jti, uint64_t expires_at);
 
 typedef struct user_sessions user_sessions;
 typedef struct topic topic;
+/* One subscription of a session: the topic, and whether the client asked
+ * for it (presence_sub) rather than following it by membership or
+ * friendship; only those asked for count against the bound. */
+typedef struct session_topic {
+    topic *t;
+    bool asked;
+} session_topic;
 typedef struct chat_call chat_call;
 
 struct chat_session {
@@ -133,9 +140,9 @@ struct chat_session {
     uint64_t token_expires;
     user_sessions *us;             /* registry entry while authed */
     chat_session *next, *prev;     /* in us->list, or in w->anon */
-    topic **topics;                /* what the session is subscribed to (topic.c) */
+    session_topic *topics;         /* what the session is subscribed to (topic.c) */
     size_t n_topics, cap_topics;
-    size_t n_presence_subs;        /* of those, presence subscriptions */
+    size_t n_presence_subs;        /* of those, asked for with presence_sub */
 };
 
 struct user_sessions {
@@ -203,9 +210,17 @@ void push_to_users(chat_worker *w, const chat_tenant *t, const push_target *to, 
 
 void topic_group_key(const chat_tenant *t, const char *group, char *out, size_t outlen);
 void topic_presence_key(const chat_tenant *t, const char *user, char *out, size_t outlen);
+/* Follow key because of a membership or a friendship. */
 void topic_sub(chat_session *s, const char *key);
+/* Follow key because the client asked (presence_sub); true if it was not
+ * asked for before (it then counts in s->n_presence_subs). */
+bool topic_sub_asked(chat_session *s, const char *key);
+/* Stop following key because the membership or friendship ended; a
+ * subscription the client asked for stays. */
 void topic_unsub(chat_session *s, const char *key);
 bool topic_has(const chat_session *s, const char *key);
+/* Did the client ask for key with presence_sub? */
+bool topic_asked(const chat_session *s, const char *key);
 void topic_unsub_all(chat_session *s);
 void topics_free(chat_worker *w);
 /* Push body to every session on every worker subscribed to key, except

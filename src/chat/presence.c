@@ -157,7 +157,7 @@ static void reply_states(chat_call *c, char **users, size_t n, bool subscribe)
         if (subscribe && c->s) {
             char key[TOPIC_KEY_MAX];
             topic_presence_key(c->tenant, users[i], key, sizeof key);
-            topic_sub(c->s, key);
+            topic_sub_asked(c->s, key);
         }
         presence_fill(c->c, c->tenant, users[i], &ps[k]);
         pp[k] = &ps[k];
@@ -178,7 +178,21 @@ void h_presence_sub(chat_call *c, const ProtobufCMessage *body)
             call_err(c, PL_BAD_REQUEST, "users must be user ids");
             return;
         }
-    if (c->s && c->s->n_presence_subs + in->n_users > PRESENCE_SUB_MAX) {
+    /* The bound counts the distinct users the connection asked to follow;
+     * asking again for one it follows, or following friends, costs nothing. */
+    size_t fresh = 0;
+    if (in->n_users > PRESENCE_SUB_MAX) {
+        fresh = in->n_users;
+    } else if (c->s) {
+        for (size_t i = 0; i < in->n_users; i++) {
+            char key[TOPIC_KEY_MAX];
+            topic_presence_key(c->tenant, in->users[i], key, sizeof key);
+            bool dup = topic_asked(c->s, key);
+            for (size_t k = 0; k < i && !dup; k++) dup = !strcmp(in->users[k], in->users[i]);
+            fresh += !dup;
+        }
+    }
+    if (c->s && c->s->n_presence_subs + fresh > PRESENCE_SUB_MAX) {
         call_err(c, PL_TOO_LARGE, "at most 500 presence subscriptions per connection");
         return;
     }

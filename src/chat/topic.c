@@ -12,6 +12,9 @@
  * pushes `group_joined` to a session it subscribes the session to the
  * group; `group_left`, `group_removed`, `group_disbanded` unsubscribe it;
  * `friend_added` / `friend_removed` do the same for the friend's presence.
+ * A presence subscription the client asked for (presence_sub) is marked
+ * as such: it counts against the connection's bound and outlives the end
+ * of a friendship with the same user.
  */
 #include <stdio.h>
 #include <string.h>
@@ -36,16 +39,25 @@ void topic_presence_key(const chat_tenant *t, const char *user, char *out, size_
     snprintf(out, outlen, "p/%s/%s", t->id, user);
 }
 
-bool topic_has(const chat_session *s, const char *key)
+static session_topic *find_sub(const chat_session *s, const char *key)
 {
     for (size_t i = 0; i < s->n_topics; i++)
-        if (!strcmp(s->topics[i]->key, key)) return true;
-    return false;
+        if (!strcmp(s->topics[i].t->key, key)) return &s->topics[i];
+    return NULL;
 }
 
-void topic_sub(chat_session *s, const char *key)
+bool topic_has(const chat_session *s, const char *key) { return find_sub(s, key) != NULL; }
+
+bool topic_asked(const chat_session *s, const char *key)
 {
-    if (topic_has(s, key)) return;
+    const session_topic *st = find_sub(s, key);
+    return st && st->asked;
+}
+
+static session_topic *add_sub(chat_session *s, const char *key)
+{
+    session_topic *st = find_sub(s, key);
+    if (st) return st;
     chat_worker *w = s->w;
     topic *t = NULL;
     HASH_FIND_STR(w->topics, key, t);
@@ -63,8 +75,21 @@ void topic_sub(chat_session *s, const char *key)
         s->cap_topics = s->cap_topics ? 2 * s->cap_topics : 4;
         s->topics = pl_realloc(s->topics, s->cap_topics * sizeof *s->topics);
     }
-    s->topics[s->n_topics++] = t;
-    if (key[0] == 'p') s->n_presence_subs++;
+    st = &s->topics[s->n_topics++];
+    st->t = t;
+    st->asked = false;
+    return st;
+}
+
+void topic_sub(chat_session *s, const char *key) { add_sub(s, key); }
+
+bool topic_sub_asked(chat_session *s, const char *key)
+{
+    session_topic *st = add_sub(s, key);
+    if (st->asked) return false;
+    st->asked = true;
+    s->n_presence_subs++;
+    return true;
 }
 
 static void topic_drop(chat_worker *w, topic *t, chat_session *s)
@@ -83,19 +108,16 @@ static void topic_drop(chat_worker *w, topic *t, chat_session *s)
 
 void topic_unsub(chat_session *s, const char *key)
 {
-    for (size_t i = 0; i < s->n_topics; i++) {
-        topic *t = s->topics[i];
-        if (strcmp(t->key, key)) continue;
-        if (key[0] == 'p') s->n_presence_subs--;
-        s->topics[i] = s->topics[--s->n_topics];
-        topic_drop(s->w, t, s);
-        return;
-    }
+    session_topic *st = find_sub(s, key);
+    if (!st || st->asked) return;
+    topic *t = st->t;
+    *st = s->topics[--s->n_topics];
+    topic_drop(s->w, t, s);
 }
 
 void topic_unsub_all(chat_session *s)
 {
-    for (size_t i = 0; i < s->n_topics; i++) topic_drop(s->w, s->topics[i], s);
+    for (size_t i = 0; i < s->n_topics; i++) topic_drop(s->w, s->topics[i].t, s);
     pl_free(s->topics);
     s->topics = NULL;
     s->n_topics = s->cap_topics = s->n_presence_subs = 0;
