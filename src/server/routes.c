@@ -177,14 +177,18 @@ static ProtobufCMessage *request_body(chat_op op, const char *preset, const net_
         if (why) snprintf(err, errlen, "%.31s: %.120s", params[i].name, why);
     }
     if (!strcmp(req->method, "GET") && !why) {
-        char value[1024];
+        /* A decoded value is never longer than the raw query, which the
+         * head limit bounds: long lists (?users=a,b,... up to 500 ids) fit. */
+        size_t vlen = strlen(req->query ? req->query : "") + 1;
+        char *value = pl_malloc(vlen);
         for (unsigned i = 0; i < d->n_fields && !why; i++) {
             const char *name = d->fields[i].name;
-            if (!json_object_get(obj, name) && net_query_get(req->query, name, value, sizeof value)) {
+            if (!json_object_get(obj, name) && net_query_get(req->query, name, value, vlen)) {
                 why = set_param(obj, d, name, value);
                 if (why) snprintf(err, errlen, "%.60s: %.120s", name, why);
             }
         }
+        pl_free(value);
     }
     ProtobufCMessage *m = NULL;
     if (!why) {
