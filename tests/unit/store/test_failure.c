@@ -58,6 +58,15 @@ static void test_write_failure(void **state)
     signal(SIGXFSZ, SIG_IGN);
     char *dir = st_dir_new();
     store *s = st_open(dir);
+    /* A group whose member list the member cache holds after a message. */
+    const char *gh[] = {"gina", "hal", NULL};
+    for (int i = 0; i < 2; i++) assert_int_equal(st_user_create(s, "t", gh[i], NULL), PL_OK);
+    assert_int_equal(st_user_create(s, "t", "ivy", NULL), PL_OK);
+    assert_int_equal(st_group_create(s, "t", "grp", "group", "G", gh), PL_OK);
+    store_req *gm = st_group_msg_req("t", "grp", "gina", "hi", NULL);
+    assert_int_equal(store_call(s, gm), PL_OK);
+    assert_int_equal(gm->append.n_rcpt, 2);
+    store_req_free(gm);
     /* 300 KB of incompressible text: the WAL is well past LIMIT. */
     static const char alnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     char text[1001];
@@ -80,11 +89,12 @@ static void test_write_failure(void **state)
     store_req_free(ok);
 
     /* One batch: appends (one a dup of a committed message, one of an
-     * append earlier in the batch), a user, a read. */
+     * append earlier in the batch), a user, a read, a new group member and
+     * a group message that goes to it. */
     limit_file_size(true);
     st_collector c;
     st_collector_init(&c);
-    store_req *r[6];
+    store_req *r[8];
     r[0] = st_append_req("t", "dm:alice:bob", "alice", "lost", "x1", AB);
     r[1] = st_append_req("t", "dm:alice:bob", "alice", "lost", "x1", AB);
     r[2] = st_append_req("t", "g:other", "bob", "lost", NULL, AB);
@@ -96,21 +106,27 @@ static void test_write_failure(void **state)
     r[5] = store_req_new(STORE_INBOX_HEAD);
     r[5]->tenant_id = "t";
     r[5]->user_id = "bob";
+    const char *ivy[] = {"ivy", NULL};
+    r[6] = st_members_req(STORE_MEMBER_ADD, "t", "grp", ivy);
+    r[7] = st_group_msg_req("t", "grp", "gina", "lost", NULL);
     store__rdb_hold(s, true);
-    for (int i = 0; i < 6; i++) st_collector_submit(&c, s, r[i]);
+    for (int i = 0; i < 8; i++) st_collector_submit(&c, s, r[i]);
     store__rdb_hold(s, false);
-    st_collector_wait(&c, 6);
-    for (int i = 0; i < 5; i++) {
+    st_collector_wait(&c, 8);
+    for (int i = 0; i < 8; i++) {
+        if (i == 5) continue;
         assert_int_equal(r[i]->status, PL_UNAVAILABLE);
         assert_true(r[i]->err[0] != 0);
         assert_int_equal(r[i]->append.seq, 0);
         assert_false(r[i]->append.dup);
     }
+    assert_null(r[6]->useqs);
+    assert_int_equal(r[7]->append.n_rcpt, 0);
     printf("# %s\n", r[0]->err);
     /* The read ran after the failed write and saw none of it. */
     assert_int_equal(r[5]->status, PL_OK);
     assert_int_equal(r[5]->head, 4);
-    for (int i = 0; i < 6; i++) store_req_free(r[i]);
+    for (int i = 0; i < 8; i++) store_req_free(r[i]);
     st_collector_destroy(&c);
 
     store_stats st;
@@ -143,6 +159,16 @@ static void test_write_failure(void **state)
     assert_int_equal(w->append.useqs[1], 5);
     store_req_free(w);
     assert_int_equal(head(s, "bob"), 5);
+    /* The member added in the failed batch is not one: the member cache
+     * was dropped with the batch. */
+    gm = st_group_msg_req("t", "grp", "gina", "after", NULL);
+    assert_int_equal(store_call(s, gm), PL_OK);
+    assert_int_equal(gm->append.seq, 2);
+    assert_int_equal(gm->append.n_rcpt, 2);
+    assert_string_equal(gm->append.rcpt[1], "hal");
+    assert_int_equal(gm->append.useqs[0], 3);
+    store_req_free(gm);
+    assert_int_equal(head(s, "ivy"), 0);
 
     /* And so does a reopened store. */
     store_close(s);
