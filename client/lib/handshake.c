@@ -94,14 +94,15 @@ int parley__ws_response(const uint8_t *p, size_t n, const char *accept, size_t *
     }
     const char *s = (const char *)p;
     /* Status line: HTTP/1.x SP 3DIGIT SP reason CRLF */
-    if (end < 14 || memcmp(s, "HTTP/1.", 7) || s[8] != ' ' || s[9] < '1' || s[9] > '5' || s[10] < '0' ||
-        s[10] > '9' || s[11] < '0' || s[11] > '9')
+    if (end < 14 || memcmp(s, "HTTP/1.", 7) || s[7] < '0' || s[7] > '9' || s[8] != ' ' || s[9] < '1' ||
+        s[9] > '5' || s[10] < '0' || s[10] > '9' || s[11] < '0' || s[11] > '9' || (s[12] != ' ' && s[12] != '\r'))
         return hs_fail(err, errlen, "%s", "malformed status line from the server");
+    const char *line_end = memchr(s + 12, '\r', end - 12);
+    if (!line_end || line_end[1] != '\n') return hs_fail(err, errlen, "%s", "malformed status line from the server");
     *status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
-    const char *line_end = memchr(s, '\r', end);
     if (*status != 101) {
         char reason[96];
-        size_t rl = (size_t)(line_end - (s + 12));
+        size_t rl = (size_t)(line_end - (s + 12));   /* line_end >= s + 12 */
         if (rl > sizeof reason - 1) rl = sizeof reason - 1;
         memcpy(reason, s + 12, rl);
         reason[rl] = 0;
