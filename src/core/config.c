@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/mem.h"
 
 #define SLOT(out, d, type) ((type *)((char *)(out) + (d)->offset))
@@ -87,26 +88,30 @@ static char *trim(char *s)
     return s;
 }
 
-static int load_file(const config_def *defs, size_t n, void *out, const char *path, char *err,
-                     size_t errlen)
+int config_parse_text(const config_def *defs, size_t n, void *out, const char *text, size_t len,
+                      const char *name, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot read config file %s: %s", path, strerror(errno));
-        return -1;
-    }
     char line[4096], source[600];
-    int lineno = 0, rc = 0;
-    while (fgets(line, sizeof line, f)) {
+    int lineno = 0;
+    size_t pos = 0;
+    while (pos < len) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t ll = nl ? (size_t)(nl - text - pos) : len - pos;
         lineno++;
+        snprintf(source, sizeof source, "%s:%d", name, lineno);
+        if (ll >= sizeof line || memchr(text + pos, 0, ll)) {
+            snprintf(err, errlen, "bad line in %s: too long or not text", source);
+            return -1;
+        }
+        memcpy(line, text + pos, ll);
+        line[ll] = 0;
+        pos += ll + (nl ? 1 : 0);
         char *s = trim(line);
         if (!*s || *s == '#') continue;
         char *eq = strchr(s, '=');
-        snprintf(source, sizeof source, "%s:%d", path, lineno);
         if (!eq) {
             snprintf(err, errlen, "bad line in %s: expected key = value", source);
-            rc = -1;
-            break;
+            return -1;
         }
         *eq = 0;
         char *key = trim(s), *value = trim(eq + 1);
@@ -117,16 +122,31 @@ static int load_file(const config_def *defs, size_t n, void *out, const char *pa
         }
         const config_def *d = find(defs, n, key, strlen(key));
         if (!d) {
-            snprintf(err, errlen, "unknown setting %s in %s", key, source);
-            rc = -1;
-            break;
+            snprintf(err, errlen, "unknown setting %.64s in %s", key, source);
+            return -1;
         }
-        if (config_set(d, out, value, source, err, errlen)) {
-            rc = -1;
-            break;
-        }
+        if (config_set(d, out, value, source, err, errlen)) return -1;
     }
+    return 0;
+}
+
+static int load_file(const config_def *defs, size_t n, void *out, const char *path, char *err,
+                     size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot read config file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    buf b = {0};
+    char chunk[4096];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) buf_append(&b, chunk, got);
+    int rc = ferror(f) ? -1 : 0;
     fclose(f);
+    if (rc) snprintf(err, errlen, "cannot read config file %s: %s", path, strerror(errno));
+    else rc = config_parse_text(defs, n, out, (const char *)buf_begin(&b), buf_size(&b), path, err, errlen);
+    buf_free(&b);
     return rc;
 }
 

@@ -42,6 +42,12 @@ typedef struct config_def {
 int config_load(const config_def *defs, size_t n, void *out, int argc, char **argv,
                 bool *help, char *err, size_t errlen);
 
+/* Apply the `key = value` lines of text[0..len) (a config file's
+ * contents; `name` is used in messages as name:line).  Pure: no I/O.
+ * 0, or -1 with a one-line reason in err. */
+int config_parse_text(const config_def *defs, size_t n, void *out, const char *text, size_t len,
+                      const char *name, char *err, size_t errlen);
+
 /* Parse one value into out according to d; 0 or -1 with reason in err. */
 int config_set(const config_def *d, void *out, const char *value, const char *source, char *err,
                size_t errlen);
