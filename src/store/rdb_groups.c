@@ -558,13 +558,14 @@ void store__op_group_create(store__rdb *s, store_req *r)
         store__fail(r, PL_BAD_REQUEST, "users[0] must be the owner");
         return;
     }
+    /* A user listed again is a member once (its useq stays 0). */
     bool *first = arena_alloc(&s->scratch, n * sizeof(*first));
-    if (mark_firsts(s, users, n, first)) {
-        store__fail(r, PL_BAD_REQUEST, "a user is listed twice");
-        return;
-    }
-    if (r->limit && n > r->limit) {
-        store__fail(r, PL_TOO_LARGE, "%zu members, at most %u", n, r->limit);
+    size_t nm = n - mark_firsts(s, users, n, first);
+    const char **members = arena_alloc(&s->scratch, nm * sizeof(*members));
+    for (size_t i = 0, j = 0; i < n; i++)
+        if (first[i]) members[j++] = users[i];
+    if (r->limit && nm > r->limit) {
+        store__fail(r, PL_TOO_LARGE, "%zu members, at most %u", nm, r->limit);
         return;
     }
     store__key gk;
@@ -576,13 +577,16 @@ void store__op_group_create(store__rdb *s, store_req *r)
         store__fail(r, PL_CONFLICT, "group exists");
         return;
     }
-    if (store__users_exist(s, r, t, users, n)) return;
+    if (store__users_exist(s, r, t, members, nm)) return;
 
     if (!gr->created_at) gr->created_at = s->now;
     store_event ev = group_event(s, r, gr->id, "group_joined");
     if (!ev.user) ev.user = gr->owner;
+    uint64_t *ev_useqs = arena_alloc(&s->scratch, nm * sizeof(*ev_useqs));
+    if (store__stage_events(s, r, t, members, nm, &ev, ev_useqs)) return;
     uint64_t *useqs = arena_alloc(&r->arena, n * sizeof(*useqs));
-    if (store__stage_events(s, r, t, users, n, &ev, useqs)) return;
+    for (size_t i = 0, j = 0; i < n; i++)
+        if (first[i]) useqs[i] = ev_useqs[j++];
 
     Parley__Rec__Group rec = PARLEY__REC__GROUP__INIT;
     rec.name = (char *)(gr->name ? gr->name : "");
@@ -594,16 +598,16 @@ void store__op_group_create(store__rdb *s, store_req *r)
     rec.has_created_at = 1;
     rec.created_at = gr->created_at;
     rec.has_members = 1;
-    rec.members = n;
+    rec.members = nm;
     group_put(s, t, gr->id, &rec);
     mwriter w;
     mwriter_init(s, &w, t, gr->id, kind);
-    for (size_t i = 0; i < n; i++)
-        member_put(s, &w, users[i],
+    for (size_t i = 0; i < nm; i++)
+        member_put(s, &w, members[i],
                    i ? PARLEY__REC__ROLE__ROLE_MEMBER : PARLEY__REC__ROLE__ROLE_OWNER,
                    gr->created_at);
     if (kind == PARLEY__REC__GROUP_KIND__KIND_CHANNEL) channel_index(s, t, gr->id, rec.name, true);
-    gr->members = n;
+    gr->members = nm;
     gr->disbanded = false;
     r->useqs = useqs;
 }

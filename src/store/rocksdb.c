@@ -290,7 +290,7 @@ int store__get_many(store__rdb *s, store_req *r, bool through_batch, const char 
             vlens[i] = 0;
             if (through_batch && store__ov_find(s, keys[i], klens[i], &v, &vn)) {
                 if (v) {
-                    vals[i] = a ? arena_memdup(a, v, vn ? vn : 1) : present;
+                    vals[i] = !a ? present : vn ? arena_memdup(a, v, vn) : arena_alloc(a, 1);
                     vlens[i] = vn;
                 }
                 continue;
@@ -311,7 +311,9 @@ int store__get_many(store__rdb *s, store_req *r, bool through_batch, const char 
                 rocksdb_free(ce[j]);
             }
             if (cv[j]) {
-                vals[idx[j]] = a ? arena_memdup(a, cv[j], cvl[j] ? cvl[j] : 1) : present;
+                vals[idx[j]] = !a       ? present
+                               : cvl[j] ? arena_memdup(a, cv[j], cvl[j])
+                                        : arena_alloc(a, 1);
                 vlens[idx[j]] = cvl[j];
                 rocksdb_free(cv[j]);
             }

@@ -211,9 +211,10 @@ typedef enum store_op {
                               parallel to users, group->members, created_at.
                               Details: the id is at most 253 bytes (g:<id> is a
                               conversation id); kind NULL means "group"; no users
-                              means the owner alone; users[0] not the owner, a
-                              user listed twice or another kind is
-                              PL_BAD_REQUEST; event may be NULL (kind
+                              means the owner alone; users[0] not the owner or
+                              another kind is PL_BAD_REQUEST; a user listed again
+                              is a member once (the repeat's useq is 0); event
+                              may be NULL (kind
                               "group_joined"); its group and conv are filled in
                               and a NULL user becomes the owner. */
     STORE_GROUP_GET,       /* in: tenant_id, group_id -> out: group (with members,

@@ -148,8 +148,6 @@ static void test_create_get_update_disband(void **state)
     const char *ghost[] = {"ann", "ghost", NULL};
     assert_int_equal(st_group_create(s, "t", "g2", "group", "x", ghost), PL_NOT_FOUND);
     store_req_free(group_get(s, "g2", PL_NOT_FOUND));
-    const char *twice[] = {"ann", "bob", "bob", NULL};
-    assert_int_equal(st_group_create(s, "t", "g2", "group", "x", twice), PL_BAD_REQUEST);
     const char *notowner[] = {"bob", "ann", NULL};
     r = st_group_create_req("t", "g2", "group", "x", notowner);
     r->group->owner = "ann";
@@ -162,6 +160,20 @@ static void test_create_get_update_disband(void **state)
     store_req_free(r);
     store_req_free(group_get(s, "g2", PL_NOT_FOUND));
     assert_int_equal(st_inbox_head(s, "t", "cat"), 0);
+    assert_int_equal(st_inbox_head(s, "t", "ann"), 1);
+    /* Repeats count once (also the owner's). */
+    const char *twice[] = {"ann", "cat", "cat", "ann", NULL};
+    r = st_group_create_req("t", "g3", "group", "x", twice);
+    r->limit = 2;
+    assert_int_equal(store_call(s, r), PL_OK);
+    assert_int_equal(r->group->members, 2);
+    assert_int_equal(r->useqs[0], 2);
+    assert_int_equal(r->useqs[1], 1);
+    assert_int_equal(r->useqs[2], 0);
+    assert_int_equal(r->useqs[3], 0);
+    store_req_free(r);
+    assert_string_equal(role_of(s, "g3", "ann", buf), "owner");
+    assert_string_equal(role_of(s, "g3", "cat", buf), "member");
     /* The same id in another tenant is another group. */
     assert_int_equal(st_user_create(s, "t2", "ann", NULL), PL_OK);
     const char *a2[] = {"ann", NULL};
@@ -204,7 +216,7 @@ static void test_create_get_update_disband(void **state)
     assert_int_equal(r->n_users_out, 2);
     assert_string_equal(r->users_out[0].id, "ann");
     assert_string_equal(r->users_out[1].id, "bob");
-    assert_int_equal(r->useqs[0], 2);
+    assert_int_equal(r->useqs[0], 3); /* ann also joined g3 */
     assert_int_equal(r->useqs[1], 2);
     assert_int_equal(store_call(s, r), PL_NOT_FOUND); /* twice */
     store_req_free(r);
