@@ -46,7 +46,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
 #include "store/rdb_ops.h"
 
 #define uthash_malloc(sz) pl_malloc(sz)

@@ -862,10 +862,13 @@ static int store__rdb_upgrade(store__rdb *s, char *err, size_t errlen)
         size_t fn = from ? strlen(from) : 0, rn = cn - 3;
         const char *rest = conv + 3;
         char peer[STORE__ID_MAX + 1] = "";
-        if (fn && rn > fn && rest[fn] == ':' && memcmp(rest, from, fn) == 0)
-            memcpy(peer, rest + fn + 1, rn - fn);
-        else if (fn && rn > fn && rest[rn - fn - 1] == ':' && memcmp(rest + rn - fn, from, fn) == 0)
-            memcpy(peer, rest, rn - fn - 1), peer[rn - fn - 1] = 0;
+        if (fn && rn > fn && rest[fn] == ':' && memcmp(rest, from, fn) == 0) {
+            memcpy(peer, rest + fn + 1, rn - fn); /* "from:peer", with the NUL */
+        } else if (fn && rn > fn && rest[rn - fn - 1] == ':' &&
+                   memcmp(rest + rn - fn, from, fn) == 0) {
+            memcpy(peer, rest, rn - fn - 1); /* "peer:from" */
+            peer[rn - fn - 1] = 0;
+        }
         if (peer[0]) {
             store__put_home(wb, t, from, conv, peer, m->ts);
             if (strcmp(peer, from) != 0) store__put_home(wb, t, peer, conv, from, m->ts);

@@ -14,9 +14,10 @@
  * inputs and results alike, lives in the request's arena.
  *
  * Group commit.  The store thread takes everything submitted so far as one
- * batch.  The batch's writes (at most max_batch of them; a longer run is
- * split into several batches) are applied together in one write batch with
- * one synced WAL write; their completions are posted after that write
+ * batch.  The batch's writes (at most max_batch of them, and fewer when
+ * they write many keys, as group messages and bulk membership changes do;
+ * a longer run is split into several batches, never inside one request)
+ * are applied together in one write batch with one synced WAL write; their completions are posted after that write
  * returned, so a `done` that reports PL_OK means durable.  If a batch fails
  * to write (disk full, read-only), every write in it fails with
  * PL_UNAVAILABLE (except those already rejected as PL_BAD_REQUEST) and
