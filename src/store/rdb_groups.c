@@ -977,17 +977,6 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static bool prefix_ci(const char *s, const char *q)
-{
-    if (!s) return false;
-    for (; *q; q++, s++) {
-        char a = *s >= 'A' && *s <= 'Z' ? (char)(*s - 'A' + 'a') : *s;
-        char b = *q >= 'A' && *q <= 'Z' ? (char)(*q - 'A' + 'a') : *q;
-        if (a != b) return false;
-    }
-    return true;
-}
-
 void store__op_group_search(store__rdb *s, store_req *r)
 {
     if (!store__need_id(r, "tenant id", r->tenant_id)) return;
@@ -1031,7 +1020,7 @@ void store__op_group_search(store__rdb *s, store_req *r)
         int f = store__group_load(s, r, false, r->tenant_id, cand[i], &g);
         if (f < 0) break;
         if (f == 0 || g->kind != PARLEY__REC__GROUP_KIND__KIND_CHANNEL) continue;
-        if (strncmp(cand[i], q, qlen) != 0 && !prefix_ci(g->name, q)) continue;
+        if (strncmp(cand[i], q, qlen) != 0 && !store__name_prefix(g->name, q)) continue;
         group_set(s, r, store__vec_push(&out), cand[i], g, true);
     }
     store__vec_free(&ids);

@@ -592,7 +592,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static bool name_matches(const char *name, const char *q)
+bool store__name_prefix(const char *name, const char *q)
 {
     if (!name) return false;
     for (; *q; q++, name++)
@@ -662,7 +662,7 @@ static void op_user_search(store__rdb *s, store_req *r)
                            (void **)&rec);
         if (f < 0) break;
         if (f == 0) continue;
-        if (strncmp(cand[i], q, qlen) != 0 && !name_matches(rec->name, q)) continue;
+        if (strncmp(cand[i], q, qlen) != 0 && !store__name_prefix(rec->name, q)) continue;
         user_from_rec(store__vec_push(&out), &r->arena, cand[i], rec);
     }
     pl_free(ids.p);

@@ -72,6 +72,9 @@ int store__stage_events(store__rdb *s, store_req *r, const char *tenant, const c
 int store__users_exist(store__rdb *s, store_req *r, const char *tenant, const char *const *users,
                        size_t n);
 
+/* True if name starts with q, ASCII case-insensitively (NULL name: no). */
+bool store__name_prefix(const char *name, const char *q);
+
 /* "g:" + group id, in arena a. */
 char *store__group_conv(arena *a, const char *group);
 
