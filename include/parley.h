@@ -347,6 +347,9 @@ typedef void (*parley_reply_cb)(parley_client *c, parley_status st, const parley
  * serve it, or answer with its error), elsewhere PARLEY_UNSUPPORTED.
  * A JSON body that does not decode is PARLEY_INVALID.  cb gets the reply,
  * PARLEY_OK for `<name>_ok`, or the error's status with r->code/message.
+ * A server that cannot read the frame at all answers with an error that
+ * carries no id; the library gives it to the oldest request of this kind
+ * still waiting (preferring one sent as is).
  */
 parley_status parley_request_json(parley_client *c, const char *body, const char *json,
                                   parley_reply_cb cb, void *arg);

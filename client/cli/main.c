@@ -75,6 +75,8 @@ typedef struct cli {
     char current[80];          /* the current peer or group */
     bool current_is_group;
     bool quitting;
+    bool holding;              /* input waits for a /join answer */
+    bool in_eof;
     int outstanding;           /* /history and /join requests not yet answered */
 } cli;
 
@@ -266,6 +268,7 @@ static void on_error(parley_client *c, parley_status st, const char *message, vo
 }
 
 static void start_input(void);
+static void run_lines(void);
 
 static void on_login(parley_client *c, const parley_login_info *li, void *ud)
 {
@@ -391,6 +394,8 @@ static void on_join(parley_client *c, parley_status st, const parley_reply *r, v
     fflush(stdout);
     pl_free(group);
     app.outstanding--;
+    app.holding = false;
+    run_lines();
     maybe_quit();
 }
 
@@ -476,6 +481,7 @@ static void chat_line(char *line)
             pl_free(arg);
         } else {
             app.outstanding++;
+            app.holding = true;
         }
     } else if (!strcmp(cmd, "help")) {
         printf("/msg USER TEXT, /history [CONV|USER], /join GROUP, /quit\n");
@@ -485,25 +491,37 @@ static void chat_line(char *line)
     fflush(stdout);
 }
 
+/* Run the complete lines of app.line, unless a /join is waiting for its
+ * answer: the lines after it (a message to the group, say) must not run
+ * before the server made us a member. */
+static void run_lines(void)
+{
+    while (!app.done && !app.holding) {
+        uint8_t *p = buf_begin(&app.line);
+        uint8_t *nl = memchr(p, '\n', buf_size(&app.line));
+        if (!nl) break;
+        size_t len = (size_t)(nl - p);
+        char *l = pl_strndup((const char *)p, len);
+        buf_consume(&app.line, len + 1);
+        chat_line(l);
+        pl_free(l);
+    }
+    if (!app.done && !app.holding && app.in_eof && !buf_size(&app.line)) begin_quit();
+}
+
 static void input_bytes(const char *p, size_t n)
 {
-    for (size_t i = 0; i < n && !app.done; i++) {
-        if (p[i] == '\n') {
-            buf_appendc(&app.line, 0);
-            char *l = pl_strdup((char *)buf_begin(&app.line));
-            buf_reset(&app.line);
-            chat_line(l);
-            pl_free(l);
-        } else {
-            buf_appendc(&app.line, p[i]);
-        }
-    }
+    buf_append(&app.line, p, n);
+    run_lines();
 }
 
 static void input_eof(void)
 {
-    if (buf_size(&app.line)) input_bytes("\n", 1);
-    if (!app.done) begin_quit();
+    if (app.in_eof) return;
+    app.in_eof = true;
+    /* A last line without a newline still counts. */
+    if (buf_size(&app.line) && buf_begin(&app.line)[buf_size(&app.line) - 1] != '\n') buf_appendc(&app.line, '\n');
+    run_lines();
 }
 
 static void in_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)

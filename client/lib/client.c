@@ -516,14 +516,19 @@ static void on_push(parley_client *c, const Parley__Frame *f)
         break;
     }
     case PARLEY__FRAME__BODY_ERROR: {
-        /* An error without an id: the server could not read a frame.  If we
-         * sent a body this library does not know, that is the one. */
+        /* An error without an id: the server could not read a frame.  The
+         * library's own frames are ones every server of this protocol
+         * reads, so it answers a parley_request_json: the oldest one sent
+         * with a body this library does not know, else the oldest one (an
+         * older server that does not know a body this library does). */
+        parley__req *raw = NULL;
         for (parley__req *r = c->reqs; r; r = r->next)
-            if (r->kind == PARLEY__REQ_RAW && r->unknown_body) {
-                raw_reply(c, r, f);
-                return;
+            if (r->kind == PARLEY__REQ_RAW && (r->unknown_body || !raw)) {
+                raw = r;
+                if (r->unknown_body) break;
             }
-        report_error(c, f->error);
+        if (raw) raw_reply(c, raw, f);
+        else report_error(c, f->error);
         break;
     }
     default:

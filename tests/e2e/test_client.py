@@ -180,8 +180,8 @@ def test_interactive_commands(server):
     assert "logged in as alice" in err
     assert b.push("msg")["text"] == "hello from the terminal"
     assert b.push("msg")["text"] == "and a plain line"
-    # Groups are not served: the server's own error is shown.
-    assert "/join g1:" in out and "bad_request" in out
+    # No such group: the server's own error is shown.
+    assert "/join g1:" in out and ("not_found" in out or "bad_request" in out)
     assert "unknown command /nope" in out
     rc, out, err = cli("--url", ws_url(server), "--token", ta, stdin="/history bob\n")
     assert rc == 0, err
@@ -354,3 +354,21 @@ def test_send_retries_while_the_server_is_killed_and_restarted(tmp_path):
         s.kill()
         import shutil
         shutil.rmtree(data, ignore_errors=True)
+
+
+def test_interactive_join_and_talk_in_a_channel(server):
+    ta, tb = server.signup("alice"), server.signup("bob")
+    st, r = server.http("POST", "/v1/groups", {"group": "news", "name": "News", "kind": "channel"}, token=tb)
+    if st == 404:
+        pytest.skip("this server does not serve groups")
+    assert st == 200, (st, r)
+    b = server.login_ws(tb)
+    rc, out, err = cli("--url", ws_url(server), "--token", ta, stdin="/join news\nhello channel\n/quit\n")
+    assert rc == 0, err
+    assert "joined news" in out
+    m = b.push("msg")
+    assert m["conv"] == "g:news" and m["from"] == "alice" and m["text"] == "hello channel"
+    rc, out, err = cli("send", "--url", ws_url(server), "--token", ta, "--group", "news", "by send")
+    assert rc == 0, err
+    assert json.loads(out)["conv"] == "g:news"
+    assert b.push("msg")["text"] == "by send"
