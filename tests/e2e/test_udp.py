@@ -236,7 +236,7 @@ def test_goaway_on_shutdown():
         s.cleanup()
 
 
-def test_udp_can_be_turned_off(tmp_path):
+def test_udp_can_be_turned_off():
     """SPEC 5: `--udp ""` runs without a UDP port."""
     with Server("--udp", "") as s:
         assert s.udp_port == 0
