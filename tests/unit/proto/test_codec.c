@@ -145,6 +145,43 @@ static const char *const frames[] = {
     "{\"presence\":{\"user\":\"bob\",\"online\":false,\"last_seen\":1763800000999}}",
     "{\"kicked\":{\"reason\":\"another login on web\"}}",
     "{\"goaway\":{\"url\":\"ws://10.0.0.2:8080/v1/ws\",\"reason\":\"shutdown\"}}",
+    "{\"id\":20,\"group_create\":{\"group\":\"team\",\"name\":\"T\xc3\xa9am\",\"kind\":\"group\","
+    "\"members\":[\"bob\",\"carol\"],\"admins_post_only\":false,\"owner\":\"alice\"}}",
+    "{\"id\":20,\"group_create_ok\":{\"group\":\"team\",\"name\":\"Team\",\"kind\":\"group\","
+    "\"owner\":\"alice\",\"members\":3,\"created_at\":1763800000123,\"admins_post_only\":false,"
+    "\"role\":\"owner\"}}",
+    "{\"id\":21,\"group_info\":{\"group\":\"news\"}}",
+    "{\"id\":21,\"group_info_ok\":{\"group\":\"news\",\"kind\":\"channel\",\"members\":100000,"
+    "\"admins_post_only\":true,\"last_seq\":9007199254740991}}",
+    "{\"id\":22,\"group_join\":{\"group\":\"news\"}}",
+    "{\"id\":22,\"group_join_ok\":{\"group\":\"news\",\"role\":\"member\"}}",
+    "{\"id\":23,\"group_leave\":{\"group\":\"news\"}}",
+    "{\"id\":23,\"group_leave_ok\":{}}",
+    "{\"id\":24,\"group_members\":{\"group\":\"team\",\"after\":\"bob\",\"limit\":100}}",
+    "{\"id\":24,\"group_members_ok\":{\"members\":[{\"user\":\"carol\",\"role\":\"admin\","
+    "\"joined_at\":5},{\"user\":\"dave\",\"role\":\"member\"}],\"more\":true}}",
+    "{\"id\":25,\"group_add\":{\"group\":\"team\",\"users\":[\"erin\",\"frank\"],\"role\":\"admin\"}}",
+    "{\"id\":25,\"group_add_ok\":{\"added\":2,\"group\":{\"group\":\"team\",\"members\":5}}}",
+    "{\"id\":26,\"group_remove\":{\"group\":\"team\",\"user\":\"erin\"}}",
+    "{\"id\":26,\"group_remove_ok\":{}}",
+    "{\"id\":27,\"group_role\":{\"group\":\"team\",\"user\":\"frank\",\"role\":\"member\"}}",
+    "{\"id\":27,\"group_role_ok\":{}}",
+    "{\"id\":28,\"group_disband\":{\"group\":\"team\"}}",
+    "{\"id\":28,\"group_disband_ok\":{}}",
+    "{\"id\":29,\"friend\":{\"user\":\"bob\",\"action\":\"request\"}}",
+    "{\"id\":29,\"friend_ok\":{\"user\":\"bob\",\"state\":\"requested\"}}",
+    "{\"id\":30,\"friend_list\":{}}",
+    "{\"id\":30,\"friend_list_ok\":{\"friends\":[{\"user\":\"bob\",\"state\":\"friends\",\"since\":7,"
+    "\"online\":false,\"last_seen\":8}]}}",
+    "{\"id\":31,\"home\":{\"limit\":1000}}",
+    "{\"id\":31,\"home_ok\":{\"convs\":[{\"conv\":\"dm:alice:bob\",\"kind\":\"dm\",\"peer\":\"bob\","
+    "\"last\":{\"conv\":\"dm:alice:bob\",\"seq\":3,\"from\":\"bob\",\"text\":\"x\",\"ts\":9},"
+    "\"read_seq\":1,\"unread\":2,\"active_ts\":9},{\"conv\":\"g:news\",\"kind\":\"channel\","
+    "\"peer\":\"news\",\"name\":\"News\",\"role\":\"member\"}],\"more\":false}}",
+    "{\"id\":32,\"channel_search\":{\"q\":\"ne\",\"limit\":20}}",
+    "{\"id\":32,\"channel_search_ok\":{\"groups\":[{\"group\":\"news\",\"name\":\"News\"}]}}",
+    "{\"id\":33,\"my_groups\":{}}",
+    "{\"id\":33,\"my_groups_ok\":{}}",
     "{\"id\":8,\"error\":{\"code\":\"rate_limited\",\"message\":\"slow down\",\"retry_after_ms\":800}}",
     "{\"id\":0,\"error\":{}}",
 };
