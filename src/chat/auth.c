@@ -156,6 +156,14 @@ static void login_finish(chat_call *c, store_req *r)
     memcpy(s->jti, c->jti, sizeof s->jti);
     s->token_expires = c->token_expires;
     session_login(s);
+    /* Follow the friends read before, now, so that a friend's presence
+     * change right after login_ok reaches this session; chat_after_login
+     * then reads groups and friends again from the registry's point on. */
+    for (size_t i = 0; i < c->n_users; i++) {
+        char key[TOPIC_KEY_MAX];
+        topic_presence_key(s->tenant, c->users[i], key, sizeof key);
+        topic_sub(s, key);
+    }
     log_event(LOG_INFO, "login", "tenant", s->tenant->id, "user", s->user, "device", s->device,
               "device_id", s->device_id, "transport", s->transport, "remote", s->ip, NULL);
     char sid[24];
@@ -177,9 +185,24 @@ static void login_finish(chat_call *c, store_req *r)
     chat_after_login(s);
 }
 
+static void login_friends(chat_call *c, store_req *r)
+{
+    c->n_users = 0;
+    if (!r->status) {
+        c->users = arena_alloc(&c->arena, (r->n_friends_out + 1) * sizeof *c->users);
+        for (size_t i = 0; i < r->n_friends_out; i++)
+            if (!strcmp(r->friends_out[i].state, "friends"))
+                c->users[c->n_users++] = arena_strdup(&c->arena, r->friends_out[i].user);
+    }
+    store_req *nr = call_store(c, STORE_INBOX_HEAD, login_finish);
+    nr->user_id = arena_strdup(&nr->arena, c->user);
+    call_submit(c, nr);
+}
+
+/* The user's friends, then its inbox head, then login_finish. */
 static void login_head(chat_call *c)
 {
-    store_req *r = call_store(c, STORE_INBOX_HEAD, login_finish);
+    store_req *r = call_store(c, STORE_FRIEND_LIST, login_friends);
     r->user_id = arena_strdup(&r->arena, c->user);
     call_submit(c, r);
 }
