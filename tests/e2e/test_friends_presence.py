@@ -403,3 +403,22 @@ def test_asked_subscription_outlives_a_friendship(server):
     server.login_ws(tb).close()
     assert push_of(a, "presence", user="bob")["online"] is True
     _wait_offline(a, "bob")
+
+
+def test_friends_are_followed_from_login_ok_on(server):
+    """A friend going offline right after login_ok (before the client made
+    any other request) is reported: friends are followed by the time login_ok
+    is sent.  Repeated, since the window is short."""
+    ta, tb = server.signup("alice"), server.signup("bob")
+    _friends(server, ta, tb, "bob", "alice")
+    missed = 0
+    for _ in range(30):
+        b = server.login_ws(tb)
+        a = server.login_ws(ta)
+        b.close()
+        try:
+            assert push_of(a, "presence", 3, user="bob")["online"] is False
+        except TimeoutError:
+            missed += 1
+        a.close()
+    assert missed == 0, "%d of 30 logins missed the friend's offline push" % missed
