@@ -166,6 +166,53 @@ def test_admins_post_only():
         assert call_ok(b, "send", {"group": "open", "text": "hi", "cmid": "b3"})["seq"] == 1
 
 
+def test_remove_and_disband_stop_channel_pushes(server):
+    """A member removed from a channel (by an admin, or by the API key)
+    stops getting its pushes at once, on every device; a bulk add naming a
+    user that does not exist adds nobody; disbanding a channel tells the
+    online members and ends posting."""
+    key = server.default_key()
+    toks = {u: server.signup(u) for u in ("alice", "bob", "carol", "dave")}
+    a = server.login_ws(toks["alice"])
+    b1 = server.login_ws(toks["bob"], device="web")
+    b2 = server.login_ws(toks["bob"], device="ios")
+    c = server.login_ws(toks["carol"])
+    _channel(a, "room", "Room")
+    st, r = server.http("POST", "/v1/groups/room/members", {"users": ["bob", "ghost"]}, token=key)
+    assert st == 404 and r["error"]["code"] == "not_found"
+    assert call_ok(a, "group_info", {"group": "room"})["members"] == 1
+    st, r = server.http("POST", "/v1/groups/room/members", {"users": ["bob", "carol", "dave"]},
+                        token=key)
+    assert st == 200 and r["added"] == 3
+    for conn in (b1, b2, c):
+        assert push_of(conn, "event", kind="group_joined")["group"] == "room"
+    call_ok(a, "send", {"group": "room", "text": "one", "cmid": "1"})
+    for conn in (b1, b2, c):
+        assert push_of(conn, "msg", conv="g:room")["text"] == "one"
+    call_ok(a, "group_role", {"group": "room", "user": "carol", "role": "admin"})
+    assert call_ok(c, "group_remove", {"group": "room", "user": "bob"}) == {}
+    for conn in (b1, b2):
+        ev = push_of(conn, "event", kind="group_removed")
+        assert ev["group"] == "room" and ev["user"] == "carol"
+    call_ok(a, "send", {"group": "room", "text": "two", "cmid": "2"})
+    assert push_of(c, "msg", conv="g:room")["text"] == "two"
+    assert no_push_of(b1, "msg", conv="g:room") and no_push_of(b2, "msg", 0.1, conv="g:room")
+    assert call_err(b1, "send", {"group": "room", "text": "x", "cmid": "b"}) == "forbidden"
+    st, r = server.http("DELETE", "/v1/groups/room/members/carol", token=key)
+    assert st == 200
+    assert push_of(c, "event", kind="group_removed")["group"] == "room"
+    call_ok(a, "send", {"group": "room", "text": "three", "cmid": "3"})
+    assert no_push_of(c, "msg", conv="g:room")
+    d = server.login_ws(toks["dave"])
+    msgs, _ = sync_channel(d, "room", 0)
+    assert [m["text"] for m in msgs] == ["one", "two", "three"]
+    assert call_ok(a, "group_disband", {"group": "room"}) == {}
+    assert push_of(d, "event", kind="group_disbanded")["group"] == "room"
+    assert call_err(a, "send", {"group": "room", "text": "gone?", "cmid": "4"}) == "not_found"
+    assert call_ok(d, "channel_search", {"q": "room"}).get("groups", []) == []
+    assert call_err(d, "group_join", {"group": "room"}) == "not_found"
+    assert call_err(d, "history", {"conv": "g:room"}) == "not_found"
+
 def test_channel_of_100000_members_with_1000_online():
     """The big one: 100,000 users are created and added to a channel in one
     API-key call; 1,000 members are online (half connected before the bulk
