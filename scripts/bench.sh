@@ -2,11 +2,12 @@
 # The standard parley-bench suite (`make bench`; docs/benchmarks.md):
 #   1. builds build/ (BENCH_NO_BUILD=1 skips it; PARLEY_BUILD picks another
 #      build directory)
-#   2. starts a fresh build/parleyd on free ports with a temporary data
-#      directory and the limits a load test must lift (no per-user message
-#      rate, no per-IP connection, connection-rate or login-rate limits);
-#      idle gets a server of its own, so its memory figures are not mixed
-#      with what earlier runs left allocated
+#   2. starts fresh build/parleyd instances on free ports with temporary
+#      data directories and the limits a load test must lift (no per-user
+#      message rate, no per-IP connection, connection-rate or login-rate
+#      limits): one for idle (so its memory figures are not mixed with what
+#      earlier runs left allocated), one for login, group, channel and
+#      catchup, one for the dm runs (whose highest rates overload it)
 #   3. runs the scenarios at sizes that fit a 2-core machine, the whole
 #      suite in under 5 minutes, and writes build/bench/<run>.json, the
 #      server logs and build/bench/summary.txt (the tables as printed)
@@ -19,7 +20,7 @@ BUILD=${PARLEY_BUILD:-build}
 OUT=$BUILD/bench
 DUR=${BENCH_DURATION:-10}
 IDLE=${BENCH_IDLE:-20000}
-DM_RATES=${BENCH_DM_RATES:-100000 50000 20000 10000}
+DM_RATES=${BENCH_DM_RATES:-10000 20000 50000 100000}
 
 [ "${BENCH_NO_BUILD:-0}" = 1 ] || make --no-print-directory build
 mkdir -p "$OUT"
@@ -81,12 +82,17 @@ stop_server
 
 start_server main
 run login login --clients 16 --pw-users 16 --duration 5
+run group group --members 1000 --offline 900 --messages 100 --rate 20 --duration "$DUR"
+run channel channel --members 10000 --offline 90000 --messages 50 --rate 20 --duration "$DUR"
+run catchup catchup --messages 1000 --convs 50 --reps 20 --duration 60
+stop_server
+
+# dm on a server of its own, rates rising: the last ones overload the
+# server (and the bench), which must not spill into other runs.
+start_server dm
 for r in $DM_RATES; do
     run "dm-$r" dm --pairs 100 --rate "$r" --duration "$DUR" --warmup 2
 done
-run group group --members 1000 --messages 20 --rate 5 --duration "$DUR"
-run channel channel --members 1000 --messages 20 --rate 5 --duration "$DUR"
-run catchup catchup --messages 1000 --convs 50 --reps 20 --duration 60
 stop_server
 
 echo "bench: results in $OUT/*.json, tables in $SUMMARY" >&2

@@ -57,7 +57,8 @@ typedef struct bench_opts {
     int pairs;                /* dm */
     double rate;              /* dm: messages/s in total; fan-out: messages/s */
     int size;                 /* message text bytes */
-    int members;              /* fan-out */
+    int members;              /* fan-out: online members */
+    int offline;              /* fan-out: members that never connect */
     int messages;             /* fan-out: messages sent; catchup: messages missed */
     int convs;                /* catchup: conversations they are spread over */
     int reps;                 /* catchup: repetitions */

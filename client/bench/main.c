@@ -58,7 +58,8 @@ static void usage(FILE *f)
             "  --pairs N          dm: sender/receiver pairs (100)\n"
             "  --rate R           dm: messages/s offered in total (2000); group/channel: messages/s (5)\n"
             "  --size B           message text bytes (64)\n"
-            "  --members N        group/channel: members (200)\n"
+            "  --members N        group/channel: online members (200)\n"
+            "  --offline N        group/channel: more members that stay offline (0)\n"
             "  --messages K       group/channel: messages sent (20); catchup: messages missed (1000)\n"
             "  --convs C          catchup: conversations they are spread over (50)\n"
             "  --reps R           catchup: repetitions (10)\n"
@@ -194,7 +195,7 @@ int main(int argc, char **argv)
 
     enum {
         O_URL = 256, O_HTTP, O_KEY, O_DATA, O_PID, O_ENC, O_DUR, O_WARM, O_PROCS, O_SRC, O_JSON, O_PREFIX, O_QUIET,
-        O_CLIENTS, O_PW, O_PAIRS, O_RATE, O_SIZE, O_MEMBERS, O_MESSAGES, O_CONVS, O_REPS, O_SETTLE,
+        O_CLIENTS, O_PW, O_PAIRS, O_RATE, O_SIZE, O_MEMBERS, O_OFFLINE, O_MESSAGES, O_CONVS, O_REPS, O_SETTLE,
     };
     static const struct option lopts[] = {
         {"url", required_argument, 0, O_URL}, {"http", required_argument, 0, O_HTTP},
@@ -206,7 +207,8 @@ int main(int argc, char **argv)
         {"quiet", no_argument, 0, O_QUIET}, {"clients", required_argument, 0, O_CLIENTS},
         {"pw-users", required_argument, 0, O_PW}, {"pairs", required_argument, 0, O_PAIRS},
         {"rate", required_argument, 0, O_RATE}, {"size", required_argument, 0, O_SIZE},
-        {"members", required_argument, 0, O_MEMBERS}, {"messages", required_argument, 0, O_MESSAGES},
+        {"members", required_argument, 0, O_MEMBERS}, {"offline", required_argument, 0, O_OFFLINE},
+        {"messages", required_argument, 0, O_MESSAGES},
         {"convs", required_argument, 0, O_CONVS}, {"reps", required_argument, 0, O_REPS},
         {"settle", required_argument, 0, O_SETTLE}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -241,6 +243,7 @@ int main(int argc, char **argv)
         case O_RATE: o->rate = atof(optarg); break;
         case O_SIZE: o->size = atoi(optarg); break;
         case O_MEMBERS: o->members = atoi(optarg); break;
+        case O_OFFLINE: o->offline = atoi(optarg); break;
         case O_MESSAGES: o->messages = atoi(optarg); break;
         case O_CONVS: o->convs = atoi(optarg); break;
         case O_REPS: o->reps = atoi(optarg); break;
@@ -257,7 +260,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "parley-bench: --duration must be in (0, 3600] s and --warmup in [0, 600] s\n");
         return 2;
     }
-    if (o->pairs < 1 || o->size < 1 || o->size > 10000 || o->members < 1 || o->convs < 1 || o->reps < 1 ||
+    if (o->pairs < 1 || o->size < 1 || o->size > 10000 || o->members < 1 || o->offline < 0 || o->offline > 10000000 || o->convs < 1 || o->reps < 1 ||
         o->src_ips < 0 || o->src_ips > 250 || o->procs < 0 || o->procs > 64) {
         fprintf(stderr, "parley-bench: a size option is out of range\n");
         return 2;

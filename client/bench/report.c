@@ -93,6 +93,7 @@ int report_write(bench *b, json_t *results, double elapsed)
                                o->duration, "warmup_s", o->warmup, "procs", b->nprocs, "clients", o->clients, "pairs",
                                o->pairs, "rate", o->rate, "size", o->size, "members", o->members, "messages",
                                o->messages, "convs", o->convs, "reps", o->reps, "src_ips", o->src_ips);
+    json_object_set_new(params, "offline", json_integer(o->offline));
     json_t *machine = json_pack("{s:i,s:f,s:[f,f,f],s:s,s:s}", "cores", (int)sysconf(_SC_NPROCESSORS_ONLN),
                                 "mem_gib", mem_gib, "loadavg", load[0], load[1], load[2], "kernel", un.release,
                                 "host", un.nodename);

@@ -78,13 +78,15 @@ static int fo_prepare(bench *b, bool channel)
     b->nprocs = b->o.procs > 0 ? b->o.procs : (int)((m + 1 + BENCH_MAX_CONNS_PER_PROC - 1) / BENCH_MAX_CONNS_PER_PROC);
     if (b->o.rate <= 0) b->o.rate = 5;
     if (b->o.size < 32) b->o.size = 32;
-    /* User 0 sends; 1..M are the members. */
-    if (setup_users(b, channel ? "ch" : "gr", m + 1, NULL)) return -1;
+    /* User 0 sends; 1..M are the online members, M+1..M+N the offline
+     * ones (members that never connect: the size of the membership list). */
+    size_t all = m + (size_t)b->o.offline;
+    if (setup_users(b, channel ? "ch" : "gr", all + 1, NULL)) return -1;
     snprintf(p->group, sizeof p->group, "%s%s", b->prefix, channel ? "channel" : "group");
     json_t *body = json_pack("{s:s,s:s}", "name", p->group, "kind", channel ? "channel" : "group");
     if (!channel) {
         json_t *mem = json_array();
-        for (size_t i = 1; i <= m; i++) json_array_append_new(mem, json_string(b->users[i]));
+        for (size_t i = 1; i <= all; i++) json_array_append_new(mem, json_string(b->users[i]));
         json_object_set_new(body, "members", mem);
     }
     char *s = json_dumps(body, JSON_COMPACT);
@@ -105,18 +107,26 @@ static int fo_prepare(bench *b, bool channel)
         if (id) snprintf(p->group, sizeof p->group, "%s", id);
         if (j) json_decref(j);
         if (channel) {
-            /* Members in one call with the API key (POST .../members);
-             * where that is refused, each member joins by itself. */
+            /* Members added with the API key (POST .../members), in
+             * batches that keep each body well below max_body; where that
+             * is refused, each online member joins by itself. */
             char path[300];
             snprintf(path, sizeof path, "/v1/groups/%s/members", p->group);
-            json_t *add = json_pack("{s:o}", "users", json_array());
-            for (size_t i = 1; i <= m; i++) json_array_append_new(json_object_get(add, "users"), json_string(b->users[i]));
-            char *as = json_dumps(add, JSON_COMPACT);
-            json_decref(add);
-            buf o2 = {0};
-            int js = setup_call(b, "POST", path, b->o.api_key, as, &o2);
-            free(as);
-            buf_free(&o2);
+            int js = 200;
+            for (size_t from = 1; from <= all && js == 200; from += 5000) {
+                json_t *add = json_pack("{s:o}", "users", json_array());
+                for (size_t i = from; i <= all && i < from + 5000; i++)
+                    json_array_append_new(json_object_get(add, "users"), json_string(b->users[i]));
+                char *as = json_dumps(add, JSON_COMPACT);
+                json_decref(add);
+                buf o2 = {0};
+                js = setup_call(b, "POST", path, b->o.api_key, as, &o2);
+                if (js != 200 && from > 1 && !p->setup_err[0])
+                    snprintf(p->setup_err, sizeof p->setup_err, "POST %.150s answered %d: %.200s", path, js,
+                             (const char *)buf_begin(&o2));
+                free(as);
+                buf_free(&o2);
+            }
             if (js != 200) {
                 snprintf(path, sizeof path, "/v1/groups/%s/join", p->group);
                 for (size_t i = 1; i <= m; i++) {
@@ -243,8 +253,8 @@ static void fo_start(worker *w)
     uv_timer_init(&w->loop, &d->pacer);
     uv_timer_init(&w->loop, &d->end);
     d->pacer.data = d->end.data = d;
-    /* Users 0..M: user u belongs to worker u mod W. */
-    size_t all = b->n_users;
+    /* Users 0..M (the online ones): user u belongs to worker u mod W. */
+    size_t all = (size_t)b->o.members + 1;
     d->n = all / (size_t)w->count + ((size_t)w->index < all % (size_t)w->count ? 1 : 0);
     d->has_sender = w->index == 0;
     d->cl = pl_calloc(d->n ? d->n : 1, sizeof *d->cl);
@@ -302,7 +312,8 @@ static void fo_report(bench *b, const bench_stats *st, json_t *res)
     fo_parent *p = b->sd;
     const char *kind = p->channel ? "channel" : "group";
     char what[1024];
-    snprintf(what, sizeof what, "%d online members, %zu messages at %.1f/s, %.300s", b->o.members, p->k, b->o.rate,
+    snprintf(what, sizeof what, "%d online of %d members, %zu messages at %.1f/s, %.300s", b->o.members,
+             b->o.members + b->o.offline + 1, p->k, b->o.rate,
              b->ws_url);
     report_header(b, what);
     bool refused = st->n[N_UNSUPPORTED] || (!st->n[N_ACKED] && st->n[C_ERR_BASE + PARLEY_NOT_FOUND]);
@@ -370,7 +381,7 @@ static void fo_cleanup(bench *b)
 
 const scenario scenario_group = {
     .name = "group",
-    .help = "group fan-out: --members (below the server's group_max_members) online, --messages at --rate/s",
+    .help = "group fan-out: --members online (+ --offline), --messages at --rate/s; deliveries/s, time to the last member",
     .prepare = group_prepare,
     .start = fo_start,
     .go = fo_go,
@@ -381,7 +392,7 @@ const scenario scenario_group = {
 
 const scenario scenario_channel = {
     .name = "channel",
-    .help = "channel fan-out (members join a public channel), measured like group",
+    .help = "channel fan-out: the same with a public channel (read diffusion)",
     .prepare = channel_prepare,
     .start = fo_start,
     .go = fo_go,
