@@ -733,6 +733,21 @@ void store__op_member_add(store__rdb *s, store_req *r)
         g->has_members = 1;
         g->members += na;
         group_put(s, t, id, g);
+        /* A new member has read what came before it joined: its home shows
+         * no unread backlog of a channel it has just found. */
+        store__key k;
+        const char *conv = store__group_conv(&s->scratch, id);
+        store__k_conv(&k, t, conv);
+        uint64_t *last = store__counter(s, r, &k);
+        if (last && *last) {
+            Parley__Rec__ReadPos rp = PARLEY__REC__READ_POS__INIT;
+            rp.has_seq = 1;
+            rp.seq = *last;
+            for (size_t i = 0; i < na; i++) {
+                store__k_read(&k, t, added[i], conv);
+                store__put(s, &k, &rp);
+            }
+        }
     }
     r->useqs = useqs;
     r->group = group_new(s, r, id, g, false);

@@ -238,8 +238,11 @@ typedef enum store_op {
                               "group_joined", user = who added them; conv and
                               group are filled in) -> adds the users that are not
                               members yet and appends the event to each one's
-                              inbox; out: useqs parallel to users (0: was already
-                              a member, nothing written), group (updated count).
+                              inbox, and sets each new member's read position
+                              to the conversation's latest seq (what came before
+                              joining is not unread); out: useqs parallel to
+                              users (0: was already a member, nothing written),
+                              group (updated count).
                               PL_NOT_FOUND (group, or a user that does not exist),
                               PL_TOO_LARGE if the count would pass limit (nothing
                               is added).  Must take 100,000 users in one request

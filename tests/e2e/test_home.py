@@ -149,3 +149,25 @@ def test_home_of_a_user_in_1000_conversations():
               "home frame %.1f ms"
               % (n, " (sanitizer build)" if SLOW else "", min(times) * 1000,
                  sorted(times)[len(times) // 2] * 1000, t_frame * 1000))
+
+
+def test_joining_member_has_no_unread_backlog(server):
+    """A member who joins a channel (or is added to a group) after messages
+    were posted starts with them read: its home shows 0 unread for that
+    conversation, and counts only what comes after."""
+    ta, tb, tc = server.signup("alice"), server.signup("bob"), server.signup("carol")
+    a, b = server.login_ws(ta), server.login_ws(tb)
+    call_ok(a, "group_create", {"group": "news", "name": "News", "kind": "channel"})
+    g = call_ok(a, "group_create", {"name": "Team"})["group"]
+    for i in range(5):
+        call_ok(a, "send", {"group": "news", "text": "n%d" % i, "cmid": "n%d" % i})
+        call_ok(a, "send", {"group": g, "text": "t%d" % i, "cmid": "t%d" % i})
+    call_ok(b, "group_join", {"group": "news"})
+    call_ok(a, "group_add", {"group": g, "users": ["bob"]})
+    hb = {x["conv"]: x for x in _home(server, tb)}
+    assert hb["g:news"]["unread"] == 0 and hb["g:news"]["read_seq"] == 5
+    assert hb["g:" + g]["unread"] == 0 and hb["g:" + g]["read_seq"] == 5
+    call_ok(a, "send", {"group": "news", "text": "fresh", "cmid": "n9"})
+    call_ok(a, "send", {"group": g, "text": "fresh", "cmid": "t9"})
+    hb = {x["conv"]: x for x in _home(server, tb)}
+    assert hb["g:news"]["unread"] == 1 and hb["g:" + g]["unread"] == 1
