@@ -61,6 +61,7 @@ struct fo_w {
     uv_timer_t pacer, end;
     size_t next;
     uint64_t interval_ns;
+    uint64_t send_end;       /* no message is due after this */
     char *text;
     char send_err[256];
     bool finished;
@@ -229,6 +230,7 @@ static void on_pace(uv_timer_t *tm)
     uint64_t now = mono_ns();
     while (d->next < d->p->k) {
         uint64_t t = d->w->t0_ns + (uint64_t)d->next * d->interval_ns;
+        if (t >= d->send_end && d->next) break;
         if (t > now) return;
         bench_text(d->text, (size_t)b->o.size, t, d->next, now);
         parley_send_req req = {.group = d->p->group, .text = d->text};
@@ -284,7 +286,11 @@ static void fo_go(worker *w)
     fo_w *d = w->sd;
     bench *b = w->b;
     d->interval_ns = (uint64_t)(1e9 / b->o.rate);
-    uint64_t send_ms = (uint64_t)((double)d->p->k / b->o.rate * 1000);
+    /* Sending stops after --messages or --duration, whichever is first. */
+    double send_s = (double)d->p->k / b->o.rate;
+    if (send_s > b->o.duration) send_s = b->o.duration;
+    uint64_t send_ms = (uint64_t)(send_s * 1000);
+    d->send_end = w->t0_ns + send_ms * 1000000u;
     if (d->has_sender) uv_timer_start(&d->pacer, on_pace, 1, 1);
     uv_timer_start(&d->end, on_end, send_ms + DRAIN_S * 1000, 0);
 }
@@ -341,7 +347,8 @@ static void fo_report(bench *b, const bench_stats *st, json_t *res)
     hist_init(&last);
     size_t complete = 0;
     uint64_t members = (uint64_t)b->o.members;
-    for (size_t i = 0; i < p->k; i++) {
+    size_t sent = st->n[N_SENT] < p->k ? (size_t)st->n[N_SENT] : p->k;
+    for (size_t i = 0; i < sent; i++) {
         if (p->reached[i] >= members) {
             complete++;
             hist_add(&last, p->maxlat[i]);
@@ -355,14 +362,16 @@ static void fo_report(bench *b, const bench_stats *st, json_t *res)
     json_array_append_new(rows, report_row("last member has it (per message)", &last, complete,
                                            span > 0 ? (double)complete / span : 0, 0));
     json_object_set_new(res, "rows", rows);
-    printf("%llu deliveries (%.0f/s from the first send to the last push); %zu of %zu messages reached all %d "
-           "members\n",
-           (unsigned long long)st->n[N_DELIV], dps, complete, p->k, b->o.members);
+    printf("%llu deliveries (%.0f/s from the first send to the last push); %zu of %zu messages sent reached all %d "
+           "online members\n",
+           (unsigned long long)st->n[N_DELIV], dps, complete, sent, b->o.members);
     json_object_set_new(res, "deliveries", json_integer((json_int_t)st->n[N_DELIV]));
     json_object_set_new(res, "deliveries_per_s", json_real(dps));
+    json_object_set_new(res, "messages_sent", json_integer((json_int_t)sent));
     json_object_set_new(res, "messages_complete", json_integer((json_int_t)complete));
     json_object_set_new(res, "errors", json_integer((json_int_t)stats_errors(st)));
-    if (complete < p->k) report_note(b, "%zu messages did not reach every member within %d s", p->k - complete, DRAIN_S);
+    if (complete < sent) report_note(b, "%zu messages did not reach every member within %d s", sent - complete, DRAIN_S);
+    if (sent < p->k) report_note(b, "--duration ended the run after %zu of %zu messages", sent, p->k);
     for (int i = 1; i < PARLEY_STATUS_COUNT; i++)
         if (st->n[C_ERR_BASE + i])
             report_note(b, "%llu errors: %s", (unsigned long long)st->n[C_ERR_BASE + i],
