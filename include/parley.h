@@ -296,8 +296,10 @@ typedef void (*parley_send_cb)(parley_client *c, parley_status st, const parley_
  * the server answers `send_ok` or another error, the timeout passes, or
  * the client closes.  The server stores a cmid once, so the message is
  * stored exactly once.  cb (may be NULL) runs once with the outcome.
- * Returns PARLEY_OK, or PARLEY_INVALID / PARLEY_CLOSED / PARLEY_CANCELLED
- * without calling cb.
+ * Returns PARLEY_OK, or without calling cb: PARLEY_INVALID (no text, both
+ * or neither of to and group, an empty cmid or one over 64 bytes, a string
+ * that is not UTF-8), PARLEY_CLOSED (closed for good) or PARLEY_CANCELLED
+ * (freed).
  *
  * Sends are transmitted in the order they were made; one that has to be
  * retried after a rate limit may land after later ones.

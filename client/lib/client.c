@@ -30,6 +30,7 @@
 #include <utlist.h>
 
 #include "core/mem.h"
+#include "core/utf8.h"
 #include "internal.h"
 
 uint64_t parley__now(const parley_client *c) { return uv_now(c->loop); }
@@ -48,6 +49,8 @@ static void set_why(parley_client *c, const char *why)
 {
     snprintf(c->why, sizeof c->why, "%s", why ? why : "");
 }
+
+bool parley__str_ok(const char *s) { return !s || utf8_valid((const uint8_t *)s, strlen(s)); }
 
 bool parley__ready(const parley_client *c) { return !c->freed && c->conn && c->conn_open && c->logged_in; }
 
@@ -587,6 +590,12 @@ parley_client *parley_client_new(uv_loop_t *loop, const parley_options *opts, ch
         snprintf(err, errlen, "bad bind address \"%.64s\"", opts->bind_ip);
         return NULL;
     }
+    const char *strs[] = {opts->token, opts->user, opts->password, opts->tenant, opts->device, opts->device_id};
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+        if (!parley__str_ok(strs[i])) {
+            snprintf(err, errlen, "credentials and device names must be UTF-8");
+            return NULL;
+        }
     if (opts->sync > PARLEY_SYNC_LATEST) {
         snprintf(err, errlen, "bad sync mode");
         return NULL;
@@ -717,7 +726,7 @@ parley_status parley_history(parley_client *c, const char *conv, uint64_t before
 {
     parley_status st = check_ready(c);
     if (st) return st;
-    if (!conv || !*conv) return PARLEY_INVALID;
+    if (!conv || !*conv || !parley__str_ok(conv)) return PARLEY_INVALID;
     Parley__Frame f = PARLEY__FRAME__INIT;
     Parley__History h = PARLEY__HISTORY__INIT;
     parley__req *r = parley__req_new(c, PARLEY__REQ_HISTORY);
@@ -740,7 +749,7 @@ parley_status parley_read(parley_client *c, const char *conv, uint64_t seq)
 {
     parley_status st = check_ready(c);
     if (st) return st;
-    if (!conv || !*conv) return PARLEY_INVALID;
+    if (!conv || !*conv || !parley__str_ok(conv)) return PARLEY_INVALID;
     Parley__Frame f = PARLEY__FRAME__INIT;
     Parley__Read rd = PARLEY__READ__INIT;
     parley__req *r = parley__req_new(c, PARLEY__REQ_READ);
@@ -759,7 +768,7 @@ parley_status parley_typing(parley_client *c, const char *conv)
 {
     parley_status st = check_ready(c);
     if (st) return st;
-    if (!conv || !*conv) return PARLEY_INVALID;
+    if (!conv || !*conv || !parley__str_ok(conv)) return PARLEY_INVALID;
     Parley__Frame f = PARLEY__FRAME__INIT;
     Parley__Typing t = PARLEY__TYPING__INIT;
     f.body_case = PARLEY__FRAME__BODY_TYPING;
@@ -784,6 +793,7 @@ parley_status parley_request_json(parley_client *c, const char *body, const char
     if (st) return st;
     if (!body_name_ok(body) || !strcmp(body, "id")) return PARLEY_INVALID;
     if (!json || !*json) json = "{}";
+    if (!parley__str_ok(json)) return PARLEY_INVALID;
     const ProtobufCFieldDescriptor *fd =
         protobuf_c_message_descriptor_get_field_by_name(&parley__frame__descriptor, body);
     if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE && (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)) {

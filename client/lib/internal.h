@@ -313,6 +313,9 @@ void parley__on_open(parley_client *c);
 int parley__on_frame(parley_client *c, bool binary, const uint8_t *data, size_t len);
 void parley__on_end(parley_client *c, const parley__end *e);
 
+/* NULL or valid UTF-8 (what every string of a frame must be). */
+bool parley__str_ok(const char *s);
+
 /* client.c, for send.c and sync.c */
 uint64_t parley__now(const parley_client *c);
 parley__req *parley__req_new(parley_client *c, parley__req_kind kind);

@@ -28,6 +28,7 @@
 #include <utlist.h>
 
 #include "core/mem.h"
+#include "core/utf8.h"
 #include "internal.h"
 
 #define RETRY_TICK_MS 20
@@ -117,6 +118,11 @@ parley_status parley_send(parley_client *c, const parley_send_req *req, parley_s
     bool to = req->to && *req->to, group = req->group && *req->group;
     if (to == group) return PARLEY_INVALID;
     if (req->cmid && (!*req->cmid || strlen(req->cmid) > 64)) return PARLEY_INVALID;
+    /* A frame the server cannot decode is answered without an id, so it
+     * could never complete: refuse what would make one. */
+    if (!parley__str_ok(req->text) || !parley__str_ok(req->to) || !parley__str_ok(req->group) ||
+        !parley__str_ok(req->cmid))
+        return PARLEY_INVALID;
     parley__send *s = PL_NEW(parley__send);
     s->to = to ? pl_strdup(req->to) : NULL;
     s->group = group ? pl_strdup(req->group) : NULL;

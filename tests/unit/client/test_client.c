@@ -427,6 +427,12 @@ static void test_resend_after_reconnect_keeps_cmid(void **state)
     fake_start(&f, &loop, drop_script);
     seen s = {0};
     parley_client *c = client_for(&loop, &f, &s, PARLEY_SYNC_OFF, 0);
+    parley_send_req bad = {.to = "bob", .text = "\xff\xfe"};
+    assert_int_equal(parley_send(c, &bad, on_sent, &s), PARLEY_INVALID);
+    bad = (parley_send_req){.to = "bob", .group = "g", .text = "x"};
+    assert_int_equal(parley_send(c, &bad, on_sent, &s), PARLEY_INVALID);
+    bad = (parley_send_req){.to = "bob", .text = "x", .cmid = ""};
+    assert_int_equal(parley_send(c, &bad, on_sent, &s), PARLEY_INVALID);
     parley_send_req req = {.to = "bob", .text = "hello"};
     /* Queued before the first login. */
     assert_int_equal(parley_send(c, &req, on_sent, &s), PARLEY_OK);
