@@ -273,6 +273,18 @@ int main(int argc, char **argv)
     if (o->rate < 0) o->rate = b->sc == &scenario_dm ? 2000 : 5;
     if (o->messages < 0) o->messages = b->sc == &scenario_catchup ? 1000 : 20;
     if (o->messages < 1) o->messages = 1;
+    /* One source address has about 28,000 ephemeral ports towards one
+     * server port: past 25,000 connections, spread them. */
+    long conns = o->clients;
+    if (b->sc == &scenario_group || b->sc == &scenario_channel) conns = (long)o->members + 1;
+    if (b->sc == &scenario_dm) conns = 2L * o->pairs;
+    if (!idle && b->sc != &scenario_group && b->sc != &scenario_channel && b->sc != &scenario_dm) conns = 0;
+    if (conns > 25000 && o->src_ips == 0) {
+        o->src_ips = (int)((conns + 24999) / 25000);
+        if (!o->quiet)
+            fprintf(stderr, "parley-bench: %ld connections: from %d source addresses (127.0.0.2...)\n", conns,
+                    o->src_ips);
+    }
 
     char err[256];
     parley_options probe = {.url = o->url, .token = "x"};
