@@ -160,7 +160,10 @@ def test_tail_is_kicked_by_a_newer_login_on_the_same_device(server):
     p = subprocess.Popen([CLI, "tail", "--url", ws_url(server), "--token", tb, "--device", "desktop"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.5 if not SLOW else 4)
+        # Wait for tail's login (the server logs each), then log in again.
+        deadline = time.time() + 30
+        while not [e for e in server.events("login") if e.get("user") == "bob"] and time.time() < deadline:
+            time.sleep(0.05)
         c = server.login_ws(tb, device="desktop")
         rc = p.wait(20)
         c.close()
