@@ -145,7 +145,7 @@ static const char *const frames[] = {
     "{\"presence\":{\"user\":\"bob\",\"online\":false,\"last_seen\":1763800000999}}",
     "{\"kicked\":{\"reason\":\"another login on web\"}}",
     "{\"goaway\":{\"url\":\"ws://10.0.0.2:8080/v1/ws\",\"reason\":\"shutdown\"}}",
-    "{\"id\":20,\"group_create\":{\"group\":\"team\",\"name\":\"T\xc3\xa9am\",\"kind\":\"group\","
+    "{\"id\":20,\"group_create\":{\"group\":\"team\",\"name\":\"T\xc3\xa9" "am\",\"kind\":\"group\","
     "\"members\":[\"bob\",\"carol\"],\"admins_post_only\":false,\"owner\":\"alice\"}}",
     "{\"id\":20,\"group_create_ok\":{\"group\":\"team\",\"name\":\"Team\",\"kind\":\"group\","
     "\"owner\":\"alice\",\"members\":3,\"created_at\":1763800000123,\"admins_post_only\":false,"
