@@ -84,9 +84,21 @@ void chat_worker_goaway(chat_worker *w, const char *url);
 
 /* ---- sessions (WebSocket and TCP connections) ---- */
 
+/* A push reaches many sessions with the same frame: chat passes a memo
+ * through every send of one push, so the server can encode the frame once
+ * per encoding and reuse the bytes.  Chat zeroes it before the push and
+ * calls `release` (if set) after; what the slots hold is the server's
+ * business. */
+typedef struct chat_memo {
+    void *slot[2];
+    void (*release)(struct chat_memo *m);
+} chat_memo;
+
 typedef struct chat_io {
-    /* Queue a frame on the connection (encoded as the connection speaks). */
-    void (*send)(void *conn, const Parley__Frame *f);
+    /* Queue a frame on the connection (encoded as the connection speaks).
+     * memo: NULL, or the memo of a push that sends this same frame to
+     * other sessions too. */
+    void (*send)(void *conn, const Parley__Frame *f, chat_memo *memo);
     /* Close the connection after what is queued (WebSocket close code). */
     void (*close)(void *conn, uint16_t code, const char *reason);
 } chat_io;

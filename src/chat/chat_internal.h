@@ -172,6 +172,12 @@ void session_unref(chat_session *s);
 bool session_open(const chat_session *s);
 /* Queue a frame on s if its connection is still there. */
 void session_send(chat_session *s, const Parley__Frame *f);
+/* The same, as part of a push sending f to several sessions (chat.h). */
+void session_send_memo(chat_session *s, const Parley__Frame *f, chat_memo *memo);
+static inline void memo_done(chat_memo *m)
+{
+    if (m->release) m->release(m);
+}
 void session_close(chat_session *s, uint16_t code, const char *reason);
 /* Move s into the registry as tenant/user (after a successful login) and
  * kick older sessions of the same device kind on every worker. */

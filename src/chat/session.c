@@ -87,7 +87,12 @@ bool session_open(const chat_session *s) { return s->conn != NULL; }
 
 void session_send(chat_session *s, const Parley__Frame *f)
 {
-    if (s->conn) s->io->send(s->conn, f);
+    if (s->conn) s->io->send(s->conn, f, NULL);
+}
+
+void session_send_memo(chat_session *s, const Parley__Frame *f, chat_memo *memo)
+{
+    if (s->conn) s->io->send(s->conn, f, memo);
 }
 
 void session_close(chat_session *s, uint16_t code, const char *reason)
@@ -264,7 +269,7 @@ void session_logout(chat_session *s)
 
 /* ---- pushes ---- */
 
-static void push_one(chat_session *s, const wmail *wm, uint64_t useq)
+static void push_one(chat_session *s, const wmail *wm, uint64_t useq, chat_memo *memo)
 {
     Parley__Frame f = PARLEY__FRAME__INIT;
     if (wm->body_case == PARLEY__FRAME__BODY_MSG && useq) {
@@ -272,7 +277,7 @@ static void push_one(chat_session *s, const wmail *wm, uint64_t useq)
         m.has_useq = true;
         m.useq = useq;
         frame_set_body(&f, wm->body_case, &m);
-        session_send(s, &f);
+        session_send_memo(s, &f, memo);
     } else if (wm->body_case == PARLEY__FRAME__BODY_EVENT) {
         Parley__Event e = *(const Parley__Event *)wm->body;
         if (useq) {
@@ -281,10 +286,10 @@ static void push_one(chat_session *s, const wmail *wm, uint64_t useq)
         }
         topic_follow_event(s, &e);
         frame_set_body(&f, wm->body_case, &e);
-        session_send(s, &f);
+        session_send_memo(s, &f, memo);
     } else {
         frame_set_body(&f, wm->body_case, wm->body);
-        session_send(s, &f);
+        session_send_memo(s, &f, memo);
     }
 }
 
@@ -313,11 +318,14 @@ static void push_run(chat_worker *w, wmail *wm)
     for (size_t i = 0; i < wm->n_to; i++) {
         user_sessions *us = registry_find(w, wm->tenant, wm->to[i].user);
         if (!us) continue;
+        /* One user's devices get the same frame (same useq): encode once. */
+        chat_memo memo = {0};
         chat_session *s;
         DL_FOREACH(us->list, s)
         {
-            if (s->id != wm->sid) push_one(s, wm, wm->to[i].useq);
+            if (s->id != wm->sid) push_one(s, wm, wm->to[i].useq, &memo);
         }
+        memo_done(&memo);
     }
 }
 

@@ -140,8 +140,10 @@ void topic__push_local(chat_worker *w, const char *key, const Parley__Frame *f, 
     topic *t = NULL;
     HASH_FIND_STR(w->topics, key, t);
     if (!t) return;
+    chat_memo memo = {0};    /* every subscriber gets the same bytes */
     for (size_t i = 0; i < t->n; i++)
-        if (t->subs[i]->id != except_sid) session_send(t->subs[i], f);
+        if (t->subs[i]->id != except_sid) session_send_memo(t->subs[i], f, &memo);
+    memo_done(&memo);
 }
 
 void topic_follow_event(chat_session *s, const Parley__Event *e)

@@ -94,6 +94,10 @@ static inline void proto_frame_encode(const Parley__Frame *f, proto_enc enc, buf
     proto_encode(&f->base, enc, out);
 }
 
+/* The request id of a frame that failed to decode, if one can be read
+ * from it (a top-level "id" in JSON, field 1 in protobuf); 0 if not. */
+uint64_t proto_frame_peek_id(proto_enc enc, const uint8_t *data, size_t len);
+
 /* The JSON key of a frame body ("send", "login_ok"...); "" for NOT_SET or
  * an unknown case.  The string is static. */
 const char *proto_body_name(Parley__Frame__BodyCase body);

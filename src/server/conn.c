@@ -33,12 +33,35 @@ typedef struct srv_conn {
 
 static srv_worker *worker_of(net_conn *c) { return net_worker_data(net_conn_worker(c)); }
 
-static void io_send(void *conn, const Parley__Frame *f)
+/* A push's encodings, one buffer per encoding, made on first use. */
+static void memo_release(chat_memo *m)
+{
+    for (int i = 0; i < 2; i++) {
+        buf *b = m->slot[i];
+        if (b) {
+            buf_free(b);
+            pl_free(b);
+        }
+        m->slot[i] = NULL;
+    }
+}
+
+static void io_send(void *conn, const Parley__Frame *f, chat_memo *memo)
 {
     srv_conn *sc = conn;
-    buf *b = &sc->sw->scratch;
-    buf_reset(b);
-    proto_frame_encode(f, sc->enc, b);
+    buf *b;
+    if (memo) {
+        b = memo->slot[sc->enc];
+        if (!b) {
+            b = memo->slot[sc->enc] = PL_NEW(buf);
+            memo->release = memo_release;
+            proto_frame_encode(f, sc->enc, b);
+        }
+    } else {
+        b = &sc->sw->scratch;
+        buf_reset(b);
+        proto_frame_encode(f, sc->enc, b);
+    }
     net_send(sc->c, sc->enc == PROTO_PB, buf_begin(b), buf_size(b));
 }
 
@@ -120,7 +143,7 @@ static void on_open(net_conn *c)
         g.reason = "node is shutting down";
         f.body_case = PARLEY__FRAME__BODY_GOAWAY;
         f.goaway = &g;
-        io_send(sc, &f);
+        io_send(sc, &f, NULL);
         net_close(c, NET_CLOSE_GOING_AWAY, "shutting down");
     }
 }
@@ -138,7 +161,7 @@ static void on_message(net_conn *c, bool binary, const uint8_t *data, size_t len
     char err[160];
     pl_status st = proto_frame_decode(sc->enc, data, len, &f, err, sizeof err);
     if (st) {
-        chat_session_bad_frame(sc->s, 0, st, err);
+        chat_session_bad_frame(sc->s, proto_frame_peek_id(sc->enc, data, len), st, err);
         return;
     }
     chat_session_frame(sc->s, f);

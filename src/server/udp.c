@@ -145,7 +145,7 @@ static void close_slow(srv_udp *u)
     net_close(u->c, NET_CLOSE_SLOW, "slow consumer");
 }
 
-static void io_send(void *conn, const Parley__Frame *f)
+static void io_send(void *conn, const Parley__Frame *f, chat_memo *memo)
 {
     srv_udp *u = conn;
     if (u->closing) return;
@@ -159,7 +159,7 @@ static void io_send(void *conn, const Parley__Frame *f)
             e.id = f->id;
             e.body_case = PARLEY__FRAME__BODY_ERROR;
             e.error = &err;
-            io_send(conn, &e);
+            io_send(conn, &e, NULL);
         } else {
             log_debug("udp: a %s push does not fit in a datagram; dropped", proto_body_name(f->body_case));
         }
@@ -205,7 +205,7 @@ void srv_udp_open(srv_worker *sw, net_conn *c)
         g.reason = "node is shutting down";
         f.body_case = PARLEY__FRAME__BODY_GOAWAY;
         f.goaway = &g;
-        io_send(u, &f);
+        io_send(u, &f, NULL);
         io_close(u, NET_CLOSE_GOING_AWAY, "shutting down");
     }
 }
@@ -235,7 +235,7 @@ void srv_udp_message(net_conn *c, const uint8_t *data, size_t len)
             u->closing = true;
             net_close(c, NET_CLOSE_PROTOCOL, "malformed datagram");
         } else if (!u->closing) {
-            chat_session_bad_frame(u->s, 0, st, err);
+            chat_session_bad_frame(u->s, proto_frame_peek_id(PROTO_PB, data, len), st, err);
         }
         return;
     }

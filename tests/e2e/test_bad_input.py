@@ -758,3 +758,24 @@ def test_ws_upgrade_header_variants(srv):
         st = _upgrade_status(srv.http_port, h)
         assert st is not None and st != 101 and 400 <= st < 500, (h, st)
     check_alive(srv)
+
+
+def test_undecodable_frame_error_carries_its_id(server):
+    """SPEC 3: a request with an `id` gets its answer with that id, even
+    when the frame itself is refused, so a client knows which request
+    failed."""
+    c = server.ws()
+    c.send_frame(1, b'{"id":41,"frobnicate":{}}')
+    r = c.recv()
+    assert r["id"] == 41 and r["error"]["code"] == "bad_request"
+    c.send_frame(1, b'{"id":43,"send":{"to":5}}')
+    r = c.recv()
+    assert r["id"] == 43 and r["error"]["code"] == "bad_request"
+    # protobuf: id 42, then only an unknown field: no body
+    c.send_frame(2, b"\x08\x2a\x9a\x06\x00")
+    r = c.recv()
+    assert r["id"] == 42 and r["error"]["code"] == "bad_request"
+    # unreadable bytes: an error without an id
+    c.send_frame(1, b'{"id":')
+    r = c.recv()
+    assert "id" not in r and r["error"]["code"] == "bad_request"
