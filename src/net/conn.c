@@ -174,6 +174,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     }
     if (c->state >= NET__S_CLOSING) return; /* input after our close is dropped */
     c->last_rx = net__now(c->w);
+    metric_add(net__m.bytes_in[c->kind], (uint64_t)nread);
     const uint8_t *p = (const uint8_t *)b->base;
     switch (c->kind) {
     case NET_HTTP: net__http_input(c, p, (size_t)nread); break;
@@ -221,6 +222,7 @@ int net__conn_out_room(net_conn *c, size_t n)
     /* A slow consumer: drop the whole frames not yet handed to the kernel
      * (the in-flight request keeps any frame already begun). */
     buf_reset(&c->out);
+    metric_inc(net__m.slow[c->kind]);
     log_debug("net: closing connection %llu (%s): outbound queue over %zu bytes", (unsigned long long)c->id,
               net__ip_str(c->ip), max);
     net_close(c, NET_CLOSE_SLOW, "slow consumer");
@@ -270,6 +272,7 @@ static int start_write(net_conn *c)
         return -1;
     }
     c->wreq = wr;
+    metric_add(net__m.bytes_out[c->kind], b.len);
     return 0;
 }
 
@@ -445,6 +448,7 @@ int net_send(net_conn *c, bool binary, const void *data, size_t len)
     if (len) memcpy(c->out.data + c->out.len + hl, data, len);
     c->out.len += hl + len;
     net__conn_mark_dirty(c);
+    metric_inc(net__m.frames_out[c->kind]);
     return 0;
 }
 

@@ -73,6 +73,7 @@ static void dispatch(net_conn *c, net__http_parser *hp)
     }
     c->state = NET__S_HTTP_APP;
     net__conn_read_stop(c);
+    metric_inc(net__m.frames_in[NET_HTTP]);
     if (n->cb.on_http) n->cb.on_http(c, &hp->req);
     else net_http_respond(c, 404, "text/plain; charset=utf-8", NULL, "not found\n", 10);
 }
@@ -169,6 +170,7 @@ void net_http_respond(net_conn *c, int status, const char *content_type, const c
      * pipelining without reading may not make the queue grow past it. */
     if (net__conn_queued(c) && net__conn_out_room(c, len + 512)) return;
     write_response(c, status, content_type, extra_headers, body, len, keep, hp->is_head, hp->hp.http_minor);
+    metric_inc(net__m.frames_out[NET_HTTP]);
     c->last_rx = net__now(c->w);
     if (!keep) {
         net__conn_enter_closing(c);

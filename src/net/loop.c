@@ -262,9 +262,11 @@ static void on_listen_readable(uv_poll_t *h, int status, int events)
         }
         net__ip *ip = net__iptab_admit(n->ips, (struct sockaddr *)&ss, now);
         if (!ip) {
+            metric_inc(net__m.refused);
             close(fd);
             continue;
         }
+        metric_inc(net__m.accepted);
         size_t wi = n->rr++ % n->n_workers;
         accept_mail *am = PL_NEW(accept_mail);
         am->m.fn = accept_mail_fn;
@@ -351,6 +353,7 @@ int net_start(net **out, const net_config *cfg, const net_callbacks *cb, char *e
     apply_defaults(&n->cfg);
     n->cb = *cb;
     n->http.fd = n->tcp.fd = -1;
+    net__metrics_init(n);
     n->http.n = n->tcp.n = n;
     n->http.kind = NET_HTTP;
     n->tcp.kind = NET_TCP;
@@ -451,6 +454,7 @@ void net_stop(net *n, uint16_t code)
 void net_free(net *n)
 {
     if (!n) return;
+    net__metrics_drop(n);
     if (!n->joined) {
         net_stop(n, NET_CLOSE_GOING_AWAY);
         while (!n->joined) uv_run(&n->loop, UV_RUN_ONCE);

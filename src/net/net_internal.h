@@ -17,6 +17,7 @@
  *   httpconn.c   HTTP connections: requests to on_http, responses, errors
  *   wsproto.c    WebSocket bytes: frame scan, frame headers, accept key (pure)
  *   ws.c         WebSocket connections: the upgrade, wslay glue, send, close
+ *   metrics.c    what the layer counts, by transport (core/metrics.h)
  *
  * Pure parsers (frames.c, tcpframe.c's scanner, http.c, wsproto.c, addr.c's
  * parser) touch no socket and no global; unit tests and fuzz drivers call
@@ -37,6 +38,7 @@
 
 #include "core/buf.h"
 #include "core/mailbox.h"
+#include "core/metrics.h"
 #include "net/net.h"
 
 #define NET__CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -47,9 +49,10 @@
 #define NET__CLOSE_GRACE_MS 1000u
 /* Period of the worker's sweep over its connections (timeouts). */
 #define NET__TICK_MS 250u
-/* Buffers and WebSocket contexts of connections quiet for this long are
- * released by the sweep. */
+/* Buffers of connections quiet for this long are released by the sweep. */
 #define NET__TRIM_AFTER_MS 1000u
+/* A worker's spare HTTP parser keeps buffers of at most this capacity. */
+#define NET__HTTP_SPARE_KEEP (16u << 10)
 /* Datagrams read with one recvmmsg, and read at most per readiness event
  * (so one busy socket cannot starve the rest of the loop). */
 #define NET__UDP_RX_BATCH 16u
@@ -280,8 +283,9 @@ struct net_conn {
     buf out;                     /* whole frames not yet handed to the kernel */
     buf in;                      /* an incomplete inbound frame, or unparsed HTTP */
     union {
-        net__http_parser *http;  /* NET_HTTP: while a request is in progress */
-        wslay_event_context_ptr ws; /* NET_WS: created on input, freed when quiet */
+        net__http_parser *http;  /* NET_HTTP: only while a request is in progress */
+        wslay_event_context_ptr ws; /* NET_WS: only while a frame is being fed or a
+                                       fragmented message is in progress (ws.c) */
     } p;
     net__wreq *wreq;
     uint32_t last_rx;            /* loop ms (wrapping) of the last input or response */
@@ -339,8 +343,15 @@ struct net_worker {
     net_conn *conns;
     net_conn *dirty;
     uint8_t *rbuf;               /* NET__RBUF_SIZE */
-    const uint8_t *ws_rx;        /* what wslay's recv callback reads from */
+    /* WebSocket (ws.c): the context lent to whichever connection is fed a
+     * frame, the connection being fed, and the frame's bytes. */
+    wslay_event_context_ptr ws_spare;
+    net_conn *ws_cur;
+    const uint8_t *ws_rx;
     size_t ws_rx_len;
+    /* HTTP (httpconn.c): the parser lent to whichever connection starts a
+     * request; its buffers are kept, up to NET__HTTP_SPARE_KEEP. */
+    net__http_parser *http_spare;
     unsigned ticks;
     uint16_t stop_code;
     bool stopping;
@@ -397,6 +408,17 @@ static inline uint32_t net__now(net_worker *w) { return (uint32_t)uv_now(&w->loo
 /* loop.c */
 void net__worker_maybe_finish(net_worker *w);
 
+/* metrics.c: counters by net_kind (core/metrics.h); registered by
+ * net__metrics_init (net_start), the connection gauges dropped by
+ * net__metrics_drop (net_free). */
+typedef struct net__metrics {
+    metric *frames_in[4], *frames_out[4], *bytes_in[4], *bytes_out[4], *slow[4];
+    metric *udp_dropped, *refused, *accepted;
+} net__metrics;
+extern net__metrics net__m;
+void net__metrics_init(struct net *n);
+void net__metrics_drop(struct net *n);
+
 /* conn.c */
 uint64_t net__conn_next_id(void);
 void net__conn_accept(net_worker *w, int fd, net_kind kind, net__ip *ip);
@@ -420,14 +442,20 @@ void net__http_input(net_conn *c, const uint8_t *p, size_t n);
 /* Answer status (with extra header lines, or NULL) and a one-line text
  * body, then close. */
 void net__http_error(net_conn *c, int status, const char *extra_headers, const char *why);
-void net__http_trim(net_conn *c);
+/* The connection's parser, taken from the worker's spare (or made), and
+ * given back once no request is in progress. */
+net__http_parser *net__http_take(net_conn *c);
+void net__http_release(net_conn *c);
+/* Free the worker's spare (after its loop ended). */
+void net__http_worker_free(net_worker *w);
 
 /* ws.c */
 void net__ws_upgrade(net_conn *c, net__http_parser *hp);
 void net__ws_input(net_conn *c, const uint8_t *p, size_t n);
 void net__ws_close(net_conn *c, uint16_t code, const char *reason);
-void net__ws_trim(net_conn *c);
 void net__ws_free(net_conn *c);
+/* Free the worker's spare context (after its loop ended). */
+void net__ws_worker_free(net_worker *w);
 bool net__ws_is_upgrade(const net_http_req *req);
 
 /* tcpframe.c */

@@ -22,6 +22,7 @@ int net__tcpframe_scan(const uint8_t *p, size_t n, size_t max, size_t *total)
 static int deliver(void *arg, const uint8_t *frame, size_t len)
 {
     net_conn *c = arg;
+    metric_inc(net__m.frames_in[NET_TCP]);
     if (c->w->n->cb.on_message) c->w->n->cb.on_message(c, true, frame + 4, len - 4);
     return c->state != NET__S_OPEN;
 }

@@ -192,7 +192,11 @@ static net__uconn *uconn_open(net_worker *w, const net__peer *p, uint32_t h)
     net *n = w->n;
     if (w->stopping || !atomic_load_explicit(&n->udp_accepting, memory_order_relaxed)) return NULL;
     net__ip *ip = net__iptab_admit(n->ips, &p->sa, clock_mono_ms());
-    if (!ip) return NULL;
+    if (!ip) {
+        metric_inc(net__m.refused);
+        return NULL;
+    }
+    metric_inc(net__m.accepted);
     net__uconn *u = PL_NEW(net__uconn);
     net_conn *c = &u->c;
     u->peer = *p;
@@ -242,6 +246,8 @@ static void deliver(net_worker *w, const net__peer *p, const uint8_t *data, size
     net_conn *c = &u->c;
     if (c->state != NET__S_OPEN) return; /* closing: input is dropped */
     c->last_rx = net__now(w);
+    metric_inc(net__m.frames_in[NET_UDP]);
+    metric_add(net__m.bytes_in[NET_UDP], len);
     if (w->n->cb.on_message) w->n->cb.on_message(c, true, data, len);
 }
 
@@ -330,6 +336,9 @@ void net__udp_flush(net_worker *w)
         }
         int r = sendmmsg(w->udp_fd, w->utx_msgs, (unsigned)k, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (r > 0) {
+            uint64_t sent = 0;
+            for (int i = 0; i < r; i++) sent += w->utx_iov[i].iov_len;
+            metric_add(net__m.bytes_out[NET_UDP], sent);
             w->uq_head += (size_t)r;
             continue;
         }
@@ -353,6 +362,7 @@ int net__udp_send(net_conn *c, const void *data, size_t len)
     net_worker *w = c->w;
     if (len > w->n->udp_max) return -1;
     if (buf_size(&w->uq) + len > NET__UDP_QUEUE_MAX) {
+        metric_inc(net__m.udp_dropped);
         if (w->udp_dropped++ % 1000 == 0)
             log_warn("net: udp send queue full (%zu bytes): datagrams dropped", buf_size(&w->uq));
         return 0;
@@ -366,6 +376,7 @@ int net__udp_send(net_conn *c, const void *data, size_t len)
     d->off = (uint32_t)buf_size(&w->uq);
     d->len = (uint32_t)len;
     buf_append(&w->uq, data, len);
+    metric_inc(net__m.frames_out[NET_UDP]);
     return 0;
 }
 

@@ -144,6 +144,7 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         net_close(c, NET_CLOSE_BAD_DATA, "invalid UTF-8");
         return;
     }
+    metric_inc(net__m.frames_in[NET_WS]);
     if (c->w->n->cb.on_message) c->w->n->cb.on_message(c, binary, m, a->msg_length);
 }
 
