@@ -187,4 +187,11 @@ void store__exec_write(store__rdb *s, store_req *r);
 /* Run a read op against the committed state. */
 void store__exec_read(store__rdb *s, store_req *r);
 
+/* ---- rocksdb.c: operations ops ---- */
+
+/* STORE_PROBE: stage the layout version again. */
+void store__op_probe(store__rdb *s, store_req *r);
+/* STORE_CHECKPOINT: a RocksDB checkpoint into r->query. */
+void store__op_checkpoint(store__rdb *s, store_req *r);
+
 #endif

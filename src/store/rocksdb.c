@@ -116,6 +116,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/metrics.h"
 #include "store/rdb.h"
 #include "store/records.pb-c.h"
 
@@ -124,6 +125,9 @@
 #include <uthash.h>
 
 #define STORE__BLOCK_CACHE (64u << 20)
+
+/* Commit metrics (core/metrics.h), registered by store__rdb_open. */
+static metric *m_commit_seconds, *m_batch_writes;
 
 struct store__ctr {
     UT_hash_handle hh;
@@ -582,8 +586,11 @@ static size_t store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
         char *err = NULL;
         if (s->n_ops > 0) {
             store__fill_batch(s);
+            uint64_t t0 = clock_mono_ns();
             rocksdb_write(s->db, s->wo, s->wb, &err);
+            metric_observe(m_commit_seconds, clock_mono_ns() - t0);
         }
+        metric_observe(m_batch_writes, nw);
         atomic_fetch_add_explicit(&s->st_batches, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->st_writes, nw, memory_order_relaxed);
         if (err) {
@@ -952,6 +959,13 @@ static int store__rdb_open(store **out, const store_config *cfg, char *err, size
     s->path = pl_malloc(plen);
     snprintf(s->path, plen, "%s/rocksdb", cfg->data_dir);
     s->max_batch = cfg->max_batch ? cfg->max_batch : 1024;
+    m_commit_seconds = metric_histogram(
+        "parley_store_commit_seconds",
+        "Time of one group commit: the write batch and its WAL sync.", NULL, metrics_seconds_ns,
+        metrics_seconds_ns_n, 1e-9);
+    m_batch_writes = metric_histogram("parley_store_commit_batch_size",
+                                      "Write requests committed together in one batch.", NULL,
+                                      metrics_sizes, metrics_sizes_n, 1);
     s->ctr_max = cfg->counter_cache ? cfg->counter_cache : 262144;
 
     if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
@@ -995,6 +1009,43 @@ static int store__rdb_open(store **out, const store_config *cfg, char *err, size
     }
     *out = &s->base;
     return 0;
+}
+
+void store__op_probe(store__rdb *s, store_req *r)
+{
+    (void)r;
+    store__key k;
+    store__key_init(&k, STORE__K_META);
+    Parley__Rec__Meta m = PARLEY__REC__META__INIT;
+    m.has_version = 1;
+    m.version = STORE__LAYOUT_VERSION;
+    store__put(s, &k, &m);
+}
+
+void store__op_checkpoint(store__rdb *s, store_req *r)
+{
+    struct stat st;
+    if (!r->query || !*r->query) {
+        store__fail(r, PL_BAD_REQUEST, "checkpoint: no directory");
+        return;
+    }
+    if (stat(r->query, &st) == 0) {
+        store__fail(r, PL_CONFLICT, "checkpoint: %s exists", r->query);
+        return;
+    }
+    char *e = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &e);
+    /* log_size_for_flush 0: always flush the memtable, so the copy needs
+     * no WAL replay to hold every acknowledged write. */
+    if (!e) rocksdb_checkpoint_create(cp, r->query, 0, &e);
+    if (cp) rocksdb_checkpoint_object_destroy(cp);
+    if (e) {
+        store__oneline(e);
+        store__fail(r, PL_UNAVAILABLE, "checkpoint: %s", e);
+        rocksdb_free(e);
+        return;
+    }
+    log_info("store: checkpoint of %s written to %s", s->path, r->query);
 }
 
 static void store__rdb_submit(store *base, store_req *r)

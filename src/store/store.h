@@ -317,6 +317,21 @@ typedef enum store_op {
                               active_ts first (equal ones by conv), at most
                               limit, more.  Must stay fast (milliseconds) for
                               1,000 conversations.  dms have no name or role. */
+
+    /* ---- operations ---- */
+    STORE_PROBE,           /* a write that changes nothing (rewrites the layout
+                              version): PL_OK means the store takes durable
+                              writes now (readiness checks).  While the disk
+                              refuses writes it fails with PL_UNAVAILABLE, and
+                              it drives the reopening like any write. */
+    STORE_CHECKPOINT,      /* in: query = a directory that does not exist yet
+                              (its parent must) -> a consistent copy of the
+                              whole store, taken online (RocksDB checkpoint:
+                              hard links where the file system allows, the
+                              memtable flushed first), holding every write
+                              acknowledged before it.  PL_CONFLICT if the
+                              directory exists, PL_UNAVAILABLE if it cannot be
+                              made. */
     STORE_OP_COUNT
 } store_op;
 
