@@ -32,9 +32,9 @@ static void fail_key(const chat_tenant *t, const char *user, char *out, size_t o
 
 static double fail_rate(chat *c)
 {
-    return c->cfg.failed_login_window_ms
-               ? (double)c->cfg.failed_login_max * 1000.0 / c->cfg.failed_login_window_ms
-               : 0;
+    uint32_t window = atomic_load_explicit(&c->failed_login_window_ms, memory_order_relaxed);
+    uint32_t max = atomic_load_explicit(&c->failed_login_max, memory_order_relaxed);
+    return window ? (double)max * 1000.0 / window : 0;
 }
 
 /* Issue a token for the caller's tenant/user/device into c->token. */
@@ -55,6 +55,7 @@ static pl_status issue_token(chat_call *c)
 
 static void login_failed(chat_call *c, pl_status st, const char *why)
 {
+    stats_login(false);
     if (c->s) c->s->logging_in = false;
     call_err(c, st, why);
 }
@@ -67,9 +68,9 @@ static void password_checked(chat_call *c, hasher_job *j)
     if (!j->ok) {
         char key[160];
         fail_key(c->tenant, c->user, key, sizeof key);
-        limits_take(ch->limits, key, clock_wall_ms(), fail_rate(ch), ch->cfg.failed_login_max);
-        log_event(LOG_WARN, "login_failed", "tenant", c->tenant->id, "user", c->user, "remote",
-                  c->ip, "reason", "wrong_password", NULL);
+        limits_take(ch->limits, key, clock_wall_ms(), fail_rate(ch), (double)atomic_load_explicit(&ch->failed_login_max, memory_order_relaxed));
+        log_event(LOG_WARN, "login_failed", "tenant", c->tenant->id, "user", c->user, "device",
+                  c->device, "remote", c->ip, "reason", "wrong_password", NULL);
         login_failed(c, PL_UNAUTHORIZED, WRONG_LOGIN);
         return;
     }
@@ -83,8 +84,8 @@ static void password_checked(chat_call *c, hasher_job *j)
 static void user_for_password(chat_call *c, store_req *r)
 {
     if (r->status == PL_NOT_FOUND || (!r->status && !r->user->pwhash)) {
-        log_event(LOG_WARN, "login_failed", "tenant", c->tenant->id, "user", c->user, "remote",
-                  c->ip, "reason", "no_such_user", NULL);
+        log_event(LOG_WARN, "login_failed", "tenant", c->tenant->id, "user", c->user, "device",
+                  c->device, "remote", c->ip, "reason", "no_such_user", NULL);
         login_failed(c, PL_UNAUTHORIZED, WRONG_LOGIN);
         return;
     }
@@ -93,6 +94,8 @@ static void user_for_password(chat_call *c, store_req *r)
         return;
     }
     if (r->user->banned) {
+        log_event(LOG_WARN, "login_failed", "tenant", c->tenant->id, "user", c->user, "device",
+                  c->device, "remote", c->ip, "reason", "banned", NULL);
         login_failed(c, PL_FORBIDDEN, "this user is banned");
         return;
     }
@@ -109,7 +112,7 @@ static void verify_password(chat_call *c, const char *tenant, const char *user,
     uint64_t now = clock_wall_ms(), wait;
     char key[160];
     snprintf(key, sizeof key, "login:%s", c->ip);
-    if ((wait = limits_take(ch->limits, key, now, ch->cfg.login_rate_ip, ch->cfg.login_burst_ip))) {
+    if ((wait = limits_take(ch->limits, key, now, atomic_load_explicit(&ch->login_rate_ip, memory_order_relaxed), atomic_load_explicit(&ch->login_burst_ip, memory_order_relaxed)))) {
         if (c->s) c->s->logging_in = false;
         call_limited(c, wait);
         return;
@@ -122,9 +125,11 @@ static void verify_password(chat_call *c, const char *tenant, const char *user,
     c->tenant = t;
     snprintf(c->user, sizeof c->user, "%s", user);
     fail_key(t, user, key, sizeof key);
-    if ((wait = limits_peek(ch->limits, key, now, fail_rate(ch), ch->cfg.failed_login_max))) {
-        log_event(LOG_WARN, "login_failed", "tenant", t->id, "user", user, "remote", c->ip,
-                  "reason", "locked_out", NULL);
+    if ((wait = limits_peek(ch->limits, key, now, fail_rate(ch), (double)atomic_load_explicit(&ch->failed_login_max, memory_order_relaxed)))) {
+        log_event(LOG_WARN, "login_failed", "tenant", t->id, "user", user, "device", c->device,
+                  "remote", c->ip, "reason", "locked_out", NULL);
+        stats_login(false);
+        stats_lockout();
         if (c->s) c->s->logging_in = false;
         call_limited(c, wait);
         return;
@@ -166,6 +171,7 @@ static void login_finish(chat_call *c, store_req *r)
     }
     log_event(LOG_INFO, "login", "tenant", s->tenant->id, "user", s->user, "device", s->device,
               "device_id", s->device_id, "transport", s->transport, "remote", s->ip, NULL);
+    stats_login(true);
     char sid[24];
     snprintf(sid, sizeof sid, "%llx", (unsigned long long)s->id);
     Parley__LoginOk ok = PARLEY__LOGIN_OK__INIT;
@@ -218,6 +224,8 @@ static void user_for_token(chat_call *c, store_req *r)
         return;
     }
     if (r->user->banned) {
+        log_event(LOG_WARN, "login_failed", "tenant", c->tenant->id, "user", c->user, "device",
+                  c->device, "remote", c->ip, "reason", "banned", NULL);
         login_failed(c, PL_FORBIDDEN, "this user is banned");
         return;
     }
@@ -247,7 +255,8 @@ void h_login(chat_call *c, const ProtobufCMessage *body)
         token_claims tc;
         if (token_verify(c->c->secret, in->token, clock_wall_ms(), &tc) ||
             chat_is_revoked(c->c, tc.jti) || !(c->tenant = tenants_find(c->c, tc.tenant))) {
-            log_event(LOG_WARN, "login_failed", "remote", c->ip, "reason", "bad_token", NULL);
+            log_event(LOG_WARN, "login_failed", "device", device ? device : "", "transport",
+                      s->transport, "remote", c->ip, "reason", "bad_token", NULL);
             login_failed(c, PL_UNAUTHORIZED, "invalid, expired or revoked token");
             return;
         }
@@ -281,6 +290,8 @@ static void reply_token(chat_call *c)
     ok.tenant = (char *)c->tenant->id;
     log_event(LOG_INFO, c->flag ? "signup" : "login", "tenant", c->tenant->id, "user", c->user,
               "device", c->device, "transport", "http", "remote", c->ip, NULL);
+    if (c->flag) stats_signup();
+    else stats_login(true);
     call_ok(c, &ok.base);
 }
 
@@ -385,8 +396,8 @@ void h_signup(chat_call *c, const ProtobufCMessage *body)
     chat *ch = c->c;
     char key[80];
     snprintf(key, sizeof key, "login:%s", c->ip);
-    uint64_t wait = limits_take(ch->limits, key, clock_wall_ms(), ch->cfg.login_rate_ip,
-                                ch->cfg.login_burst_ip);
+    uint64_t wait = limits_take(ch->limits, key, clock_wall_ms(), atomic_load_explicit(&ch->login_rate_ip, memory_order_relaxed),
+                                atomic_load_explicit(&ch->login_burst_ip, memory_order_relaxed));
     if (wait) {
         call_limited(c, wait);
         return;

@@ -12,6 +12,10 @@
  *
  * Calls are recycled through a per-worker free list: the message path
  * allocates no call.
+ *
+ * Each call is timed from call_new to its reply (call_free) into the
+ * histogram parley_request_duration_seconds{op, api} of its row
+ * (call_metrics_init); error replies count by code (stats.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +26,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/metrics.h"
 
 #define FREE_CALLS_MAX 1024
 
@@ -121,8 +126,46 @@ static const chat_opdef http_ops[CHAT_OP_COUNT] = {
     HOP(CHAT_OP_PRESENCE, "presence", parley__presence_sub__descriptor, AUTH_USER | AUTH_APIKEY,
         h_presence_get),
     HOP(CHAT_OP_HOME, "home", parley__home__descriptor, AUTH_USER, h_home),
+    HOP(CHAT_OP_TENANT_SETTINGS, "tenant_settings", parley__tenant_settings_update__descriptor,
+        AUTH_ADMIN, h_tenant_settings),
+    HOP(CHAT_OP_USER_BAN, "user_ban", parley__admin_user__descriptor, AUTH_ADMIN, h_user_ban),
+    HOP(CHAT_OP_USER_UNBAN, "user_unban", parley__admin_user__descriptor, AUTH_ADMIN, h_user_unban),
+    HOP(CHAT_OP_USER_KICK, "user_kick", parley__admin_user__descriptor, AUTH_ADMIN, h_user_kick),
+    HOP(CHAT_OP_ONLINE, "online", parley__online_query__descriptor, AUTH_ADMIN, h_online),
+    HOP(CHAT_OP_WORDS_PUT, "words_put", parley__word_list__descriptor, AUTH_ADMIN, h_words_put),
+    HOP(CHAT_OP_BACKUP, "backup", parley__backup__descriptor, AUTH_ADMIN, h_backup),
 #undef HOP
 };
+
+#define N_OPS (sizeof ops / sizeof ops[0])
+
+/* Request duration histograms, parallel to ops[] and http_ops[]. */
+static metric *m_ops[N_OPS], *m_http_ops[CHAT_OP_COUNT];
+
+void call_metrics_init(void)
+{
+    char l[96];
+    for (size_t i = 0; i < N_OPS; i++) {
+        snprintf(l, sizeof l, "op=\"%s\",api=\"frame\"", ops[i].name);
+        m_ops[i] = metric_histogram("parley_request_duration_seconds",
+                                    "Time from a request's arrival to its reply, by operation and API.",
+                                    l, metrics_seconds_ns, metrics_seconds_ns_n, 1e-9);
+    }
+    for (size_t i = 0; i < CHAT_OP_COUNT; i++) {
+        if (!http_ops[i].name) continue;
+        snprintf(l, sizeof l, "op=\"%s\",api=\"http\"", http_ops[i].name);
+        m_http_ops[i] = metric_histogram("parley_request_duration_seconds",
+                                         "Time from a request's arrival to its reply, by operation and API.",
+                                         l, metrics_seconds_ns, metrics_seconds_ns_n, 1e-9);
+    }
+}
+
+static metric *duration_metric(const chat_opdef *op)
+{
+    if (op >= ops && op < ops + N_OPS) return m_ops[op - ops];
+    if (op >= http_ops && op < http_ops + CHAT_OP_COUNT) return m_http_ops[op - http_ops];
+    return NULL;
+}
 
 const ProtobufCMessageDescriptor *chat_op_body(chat_op op)
 {
@@ -151,6 +194,7 @@ static chat_call *call_new(chat_worker *w, const chat_opdef *op)
     c->w = w;
     c->c = w->c;
     c->op = op;
+    c->t0 = clock_mono_ns();
     w->n_calls++;
     return c;
 }
@@ -158,6 +202,7 @@ static chat_call *call_new(chat_worker *w, const chat_opdef *op)
 static void call_free(chat_call *c)
 {
     chat_worker *w = c->w;
+    metric_observe(duration_metric(c->op), clock_mono_ns() - c->t0);
     if (c->req) store_req_free(c->req);
     if (c->job) {
         sodium_memzero(c->job, sizeof *c->job);
@@ -208,6 +253,7 @@ void call_ok(chat_call *c, const ProtobufCMessage *body)
 
 static void err_reply(chat_call *c, pl_status st, const char *message, uint64_t retry)
 {
+    stats_error(st);
     if (c->reply) {
         c->reply(c->ud, st, message, retry, NULL);
     } else {
@@ -233,13 +279,17 @@ void call_err(chat_call *c, pl_status st, const char *message) { err_reply(c, st
 
 void call_limited(chat_call *c, uint64_t retry_after_ms)
 {
+    stats_limited(c->op->name);
     err_reply(c, PL_RATE_LIMITED, "too many requests, retry later", retry_after_ms);
 }
 
 static void store_trampoline(store_req *r)
 {
     chat_call *c = r->udata;
+    chat_worker *w = c->w;
+    w->cur_t0 = c->t0;
     c->store_fn(c, r);
+    w->cur_t0 = 0;
 }
 
 store_req *call_store(chat_call *c, store_op op, void (*fn)(chat_call *c, store_req *r))
@@ -260,7 +310,10 @@ void call_submit(chat_call *c, store_req *r) { store_submit(c->c->st, r); }
 static void hash_trampoline(hasher_job *j)
 {
     chat_call *c = j->udata;
+    chat_worker *w = c->w;
+    w->cur_t0 = c->t0;
     c->hash_fn(c, j);
+    w->cur_t0 = 0;
 }
 
 bool call_hash(chat_call *c, hasher_op op, const char *password, const char *hash,
@@ -286,7 +339,10 @@ static void run(chat_call *c, const ProtobufCMessage *body)
         call_err(c, PL_BAD_REQUEST, "wrong body type");
         return;
     }
+    chat_worker *w = c->w;
+    w->cur_t0 = c->t0;
     c->op->handler(c, body);
+    w->cur_t0 = 0;
 }
 
 void chat_session_frame(chat_session *s, const Parley__Frame *f)
@@ -368,6 +424,10 @@ static pl_status authenticate(chat_call *c, const char *bearer, const char **why
         if (!t) {
             *why = "invalid token";
             return PL_UNAUTHORIZED;
+        }
+        if (chat_is_banned(ch, t, tc.user)) {
+            *why = "this user is banned";
+            return PL_FORBIDDEN;
         }
         c->auth = AUTH_USER;
         c->tenant = t;

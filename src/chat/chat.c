@@ -26,6 +26,7 @@
 #include "core/mem.h"
 
 void chat__worker_free_calls(chat_worker *w);
+static void chat__bans_free(chat *c);
 static void worker_release(chat_worker *w);
 
 /* Read exactly len bytes of path into out; 1 if absent, 0 read, -1 error. */
@@ -120,10 +121,33 @@ static int load_admin_token(chat *c, char *err, size_t errlen)
 static void load_revoked(chat *c)
 {
     store_req *r = store_req_new(STORE_TOKEN_LIST);
+    size_t pl = strlen(CHAT_BAN_PREFIX);
+    uint64_t now = clock_wall_ms();
     if (store_call(c->st, r) == PL_OK)
-        for (size_t i = 0; i < r->n_revoked; i++)
-            chat_revoke_local(c, r->revoked_out[i].jti, r->revoked_out[i].expires_at);
+        for (size_t i = 0; i < r->n_revoked; i++) {
+            const store_revoked *rv = &r->revoked_out[i];
+            if (strncmp(rv->jti, CHAT_BAN_PREFIX, pl)) {
+                chat_revoke_local(c, rv->jti, rv->expires_at);
+                continue;
+            }
+            /* "ban:<tenant>/<user>"; an unban is the same id, expired */
+            const char *slash = strchr(rv->jti + pl, '/');
+            if (!slash || (rv->expires_at && rv->expires_at <= now)) continue;
+            char tenant[CHAT_ID_MAX + 1];
+            snprintf(tenant, sizeof tenant, "%.*s", (int)(slash - rv->jti - pl), rv->jti + pl);
+            chat_ban_local(c, tenant, slash + 1, true);
+        }
     store_req_free(r);
+}
+
+void chat_set_limits(chat *c, const chat_limits *l)
+{
+    atomic_store(&c->msg_rate, l->msg_rate);
+    atomic_store(&c->msg_burst, l->msg_burst);
+    atomic_store(&c->login_rate_ip, l->login_rate_ip);
+    atomic_store(&c->login_burst_ip, l->login_burst_ip);
+    atomic_store(&c->failed_login_max, l->failed_login_max);
+    atomic_store(&c->failed_login_window_ms, l->failed_login_window_ms);
 }
 
 int chat_new(chat **out, const chat_config *cfg, store *st, char *err, size_t errlen)
@@ -144,6 +168,11 @@ int chat_new(chat **out, const chat_config *cfg, store *st, char *err, size_t er
     pthread_rwlock_init(&c->tenants_lock, NULL);
     pthread_rwlock_init(&c->revoked_lock, NULL);
     c->limits = limits_new();
+    chat_limits lim = {cfg->msg_rate, cfg->msg_burst, cfg->login_rate_ip, cfg->login_burst_ip,
+                       cfg->failed_login_max, cfg->failed_login_window_ms};
+    chat_set_limits(c, &lim);
+    stats_init();
+    call_metrics_init();
     presence_init(c);
     if (load_secret(c, err, errlen) || (c->cfg.admin_token = cfg->admin_token, 0) ||
         load_admin_token(c, err, errlen) || tenants_load(c, err, errlen)) {
@@ -171,6 +200,7 @@ void chat_free(chat *c)
         HASH_DEL(c->revoked, r);
         pl_free(r);
     }
+    chat__bans_free(c);
     limits_free(c->limits);
     presence_free(c);
     pthread_rwlock_destroy(&c->tenants_lock);
@@ -218,6 +248,52 @@ void chat_revoke_local(chat *c, const char *jti, uint64_t expires_at)
         }
     }
     pthread_rwlock_unlock(&c->revoked_lock);
+}
+
+/* ---- bans ---- */
+
+typedef struct banned_user {
+    char key[2 * CHAT_ID_MAX + 2];     /* tenant/user */
+    UT_hash_handle hh;
+} banned_user;
+
+bool chat_is_banned(chat *c, const chat_tenant *t, const char *user)
+{
+    char key[2 * CHAT_ID_MAX + 2];
+    snprintf(key, sizeof key, "%s/%s", t->id, user);
+    banned_user *r = NULL;
+    pthread_rwlock_rdlock(&c->revoked_lock);
+    HASH_FIND_STR(c->banned, key, r);
+    pthread_rwlock_unlock(&c->revoked_lock);
+    return r != NULL;
+}
+
+void chat_ban_local(chat *c, const char *tenant, const char *user, bool banned)
+{
+    char key[2 * CHAT_ID_MAX + 2];
+    snprintf(key, sizeof key, "%s/%s", tenant, user);
+    pthread_rwlock_wrlock(&c->revoked_lock);
+    banned_user *r = NULL;
+    HASH_FIND_STR(c->banned, key, r);
+    if (banned && !r) {
+        r = PL_NEW(banned_user);
+        memcpy(r->key, key, sizeof key);
+        HASH_ADD_STR(c->banned, key, r);
+    } else if (!banned && r) {
+        HASH_DEL(c->banned, r);
+        pl_free(r);
+    }
+    pthread_rwlock_unlock(&c->revoked_lock);
+}
+
+static void chat__bans_free(chat *c)
+{
+    banned_user *b, *tmp;
+    HASH_ITER(hh, c->banned, b, tmp)
+    {
+        HASH_DEL(c->banned, b);
+        pl_free(b);
+    }
 }
 
 /* ---- workers ---- */

@@ -66,6 +66,15 @@ void chat_free(chat *c);
 /* Reload the reloadable state (word lists); any thread. */
 void chat_reload(chat *c);
 
+/* The limits that may change while running (SIGHUP): they apply to the
+ * next request that checks them.  Any thread. */
+typedef struct chat_limits {
+    double msg_rate, msg_burst;
+    double login_rate_ip, login_burst_ip;
+    uint32_t failed_login_max, failed_login_window_ms;
+} chat_limits;
+void chat_set_limits(chat *c, const chat_limits *l);
+
 /* ---- workers ---- */
 
 /* On worker thread `index` (0..cfg.workers-1), with the mailbox that
@@ -154,6 +163,13 @@ typedef enum chat_op {
     CHAT_OP_FRIEND_LIST,     /* Empty -> FriendList */
     CHAT_OP_PRESENCE,        /* PresenceSub (users) -> PresenceSubOk */
     CHAT_OP_HOME,            /* Home -> HomeOk */
+    CHAT_OP_TENANT_SETTINGS, /* TenantSettingsUpdate (admin) -> Tenant */
+    CHAT_OP_USER_BAN,        /* AdminUser (admin) -> AdminUserOk */
+    CHAT_OP_USER_UNBAN,      /* AdminUser (admin) -> AdminUserOk */
+    CHAT_OP_USER_KICK,       /* AdminUser (admin) -> AdminUserOk */
+    CHAT_OP_ONLINE,          /* OnlineQuery (admin) -> OnlineOk */
+    CHAT_OP_WORDS_PUT,       /* WordList (admin) -> WordListOk */
+    CHAT_OP_BACKUP,          /* Backup (admin) -> BackupOk */
     CHAT_OP_COUNT
 } chat_op;
 

@@ -10,6 +10,9 @@
  *   auth.c      sign-up, login, logout, tokens, users
  *   message.c   send, sync, history, read receipts, typing
  *   ids.c       validation of ids and conversation names
+ *   admin.c     the admin API: tenant settings, bans, kicks, online counts,
+ *               word lists, backups
+ *   stats.c     what chat counts for /metrics (core/metrics.h)
  */
 #ifndef PARLEY_CHAT_INTERNAL_H
 #define PARLEY_CHAT_INTERNAL_H
@@ -51,6 +54,8 @@ typedef struct chat_tenant {
     char id[CHAT_ID_MAX + 1];
     uint8_t key_hash[32];          /* SHA-256 of the API key */
     tenant_conf *conf;             /* current; guarded by the table lock */
+    _Atomic int64_t n_sessions;    /* logged-in sessions (stats.c) */
+    _Atomic int64_t n_users;       /* users with at least one of them */
     UT_hash_handle hh;
 } chat_tenant;
 
@@ -71,6 +76,9 @@ chat_tenant *tenants_by_key(chat *c, const char *key);
 const tenant_conf *tenant_conf_of(chat_worker *w, const chat_tenant *t);
 void tenant_conf_unref(tenant_conf *tc);
 void tenants_reload_words(chat *c);
+/* Replace t's conf by one with settings s and t's word list read again
+ * from its file (reload_words) or kept (!reload_words).  Any thread. */
+void tenants_set_conf(chat *c, chat_tenant *t, const Parley__TenantSettings *s, bool reload_words);
 /* Fill a TenantSettings from a conf (strings borrowed from it). */
 void tenant_conf_to_settings(const tenant_conf *tc, Parley__TenantSettings *out);
 
@@ -97,6 +105,11 @@ struct chat {
 
     pthread_rwlock_t revoked_lock;
     revoked *revoked;              /* uthash by jti */
+    struct banned_user *banned;    /* uthash by "tenant/user"; same lock (chat.c) */
+
+    /* Settings SIGHUP may change (chat_set_limits); read per call. */
+    _Atomic double msg_rate, msg_burst, login_rate_ip, login_burst_ip;
+    _Atomic uint32_t failed_login_max, failed_login_window_ms;
 
     _Atomic(chat_worker *) workers[CHAT_MAX_WORKERS];
     chat_worker *stopped[CHAT_MAX_WORKERS];   /* freed by chat_free */
@@ -107,6 +120,15 @@ struct chat {
 
 bool chat_is_revoked(chat *c, const char *jti);
 void chat_revoke_local(chat *c, const char *jti, uint64_t expires_at);
+
+/* Bans (admin.c).  A ban is kept in the user's record (logins check it)
+ * and, so that tokens issued before it stop working for HTTP calls too,
+ * in the revocation list under the id "ban:<tenant>/<user>" (expires_at
+ * 0: for ever); an unban writes the same id already expired, which the
+ * next start purges.  In memory, the banned set mirrors those entries. */
+#define CHAT_BAN_PREFIX "ban:"
+bool chat_is_banned(chat *c, const chat_tenant *t, const char *user);
+void chat_ban_local(chat *c, const char *tenant, const char *user, bool banned);
 
 /* ---- workers and sessions (session.c) ---- */
 
@@ -165,6 +187,8 @@ struct chat_worker {
     size_t n_free_calls;
     size_t n_authed;
     uint64_t last_sweep_ms;
+    uint64_t cur_t0;               /* clock_mono_ns when the request being run
+                                      began (0: none); see stats.c */
 };
 
 void session_ref(chat_session *s);
@@ -188,6 +212,11 @@ void session_logout(chat_session *s);
  * the session with id except_sid. */
 void sessions_revoke(chat_worker *w, const chat_tenant *t, const char *user, const char *jti,
                      uint64_t except_sid);
+/* End every session of tenant/user on every worker (of one device kind if
+ * device is not NULL or ""): `kicked` with reason, then close with code.
+ * kind: STATS_KICK_ADMIN or STATS_KICK_BAN. */
+void sessions_kick(chat_worker *w, const chat_tenant *t, const char *user, const char *device,
+                   const char *reason, uint16_t code, int kind);
 
 /* ---- pushes across workers (session.c) ---- */
 
@@ -310,7 +339,11 @@ struct chat_call {
     uint64_t n1;
     bool flag;
     char *text;                    /* in req's arena when set */
+    uint64_t t0;                   /* clock_mono_ns at the start */
 };
+
+/* Register the per-operation request histograms (chat_new). */
+void call_metrics_init(void);
 
 /* Answer the call and free it.  body is borrowed. */
 void call_ok(chat_call *c, const ProtobufCMessage *body);
@@ -355,6 +388,35 @@ void h_my_groups(chat_call *c, const ProtobufCMessage *body);
 void h_friend(chat_call *c, const ProtobufCMessage *body);
 void h_friend_list(chat_call *c, const ProtobufCMessage *body);
 void h_home(chat_call *c, const ProtobufCMessage *body);
+/* admin.c */
+void h_tenant_settings(chat_call *c, const ProtobufCMessage *body);
+void h_user_ban(chat_call *c, const ProtobufCMessage *body);
+void h_user_unban(chat_call *c, const ProtobufCMessage *body);
+void h_user_kick(chat_call *c, const ProtobufCMessage *body);
+void h_online(chat_call *c, const ProtobufCMessage *body);
+void h_words_put(chat_call *c, const ProtobufCMessage *body);
+void h_backup(chat_call *c, const ProtobufCMessage *body);
+
+/* ---- metrics (stats.c) ---- */
+
+enum { STATS_KICK_NEW_LOGIN, STATS_KICK_ADMIN, STATS_KICK_BAN };
+void stats_init(void);
+/* A session logged in (+1) or went away (-1); keeps its tenant's count. */
+void stats_session(const chat_session *s, int delta);
+/* A user of t came online (+1) or went offline (-1). */
+void stats_user_online(const chat_tenant *t, int delta);
+void stats_login(bool ok);
+void stats_lockout(void);
+void stats_signup(void);
+void stats_kick(int kind);
+void stats_sent(const char *conv, bool channel);
+/* n pushes of body queued (counted when it is a Msg), t0_ns: when the
+ * request that sent it began (0: unknown). */
+void stats_delivered(Parley__Frame__BodyCase body_case, const ProtobufCMessage *body, bool channel,
+                     uint64_t t0_ns, size_t n);
+void stats_limited(const char *op);
+void stats_filter_hit(bool mask);
+void stats_error(pl_status st);
 /* After a login: subscribe the session to its groups and friends. */
 void chat_after_login(chat_session *s);
 

@@ -124,6 +124,7 @@ static void sent(chat_call *c, store_req *r)
         ok.useq = a->useqs[0];
     }
     if (!a->dup) {
+        stats_sent(a->conv, a->group && !a->n_rcpt);
         Parley__Msg m = PARLEY__MSG__INIT;
         m.conv = (char *)a->conv;
         m.has_seq = true;
@@ -194,8 +195,10 @@ void h_send(chat_call *c, const ProtobufCMessage *body)
     char key[160];
     snprintf(key, sizeof key, "msg:%s/%s", c->tenant->id, c->user);
     uint64_t wait = limits_take(ch->limits, key, clock_wall_ms(),
-                                tc->msg_rate > 0 ? tc->msg_rate : ch->cfg.msg_rate,
-                                tc->msg_burst > 0 ? tc->msg_burst : ch->cfg.msg_burst);
+                                tc->msg_rate > 0 ? tc->msg_rate
+                                                 : atomic_load_explicit(&ch->msg_rate, memory_order_relaxed),
+                                tc->msg_burst > 0 ? tc->msg_burst
+                                                  : atomic_load_explicit(&ch->msg_burst, memory_order_relaxed));
     if (wait) {
         call_limited(c, wait);
         return;
@@ -209,12 +212,14 @@ void h_send(chat_call *c, const ProtobufCMessage *body)
             if (filter_match(tc->words, text, len)) {
                 log_event(LOG_INFO, "filter_hit", "tenant", c->tenant->id, "user", c->user,
                           "policy", "reject", NULL);
+                stats_filter_hit(false);
                 call_err(c, PL_BLOCKED_CONTENT, "the message contains a blocked word");
                 return;
             }
         } else {
             buf masked = {0};
             if (filter_mask(tc->words, text, len, &masked)) {
+                stats_filter_hit(true);
                 buf_appendc(&masked, 0);
                 text = a->text = arena_strdup(&r->arena, (const char *)buf_begin(&masked));
             }

@@ -104,13 +104,19 @@ static void announce(chat_session *s, bool online, uint64_t last_seen)
 void presence_session_up(chat_session *s)
 {
     uint64_t seen;
-    if (update(s->w->c, s->tenant, s->user, 1, &seen)) announce(s, true, 0);
+    if (update(s->w->c, s->tenant, s->user, 1, &seen)) {
+        stats_user_online(s->tenant, 1);
+        announce(s, true, 0);
+    }
 }
 
 void presence_session_down(chat_session *s)
 {
     uint64_t seen;
-    if (update(s->w->c, s->tenant, s->user, -1, &seen)) announce(s, false, seen);
+    if (update(s->w->c, s->tenant, s->user, -1, &seen)) {
+        stats_user_online(s->tenant, -1);
+        announce(s, false, seen);
+    }
 }
 
 void presence_get(chat *c, const chat_tenant *t, const char *user, bool *online,

@@ -70,6 +70,7 @@ static void unlink_session(chat_session *s)
         }
         s->us = NULL;
         w->n_authed--;
+        stats_session(s, -1);
     } else if (s->prev) {
         DL_DELETE(w->anon, s);
     }
@@ -137,6 +138,10 @@ struct wmail {
     Parley__Frame__BodyCase body_case;
     ProtobufCMessage *body;
     char topic[TOPIC_KEY_MAX];     /* push to a topic instead of users */
+    uint64_t t0;                   /* push: when the request behind it began */
+    uint16_t code;                 /* kick: close code */
+    int kind;                      /* kick: STATS_KICK_* */
+    char reason[128];              /* kick: the kicked frame's reason */
     wmail_node nodes[];
 };
 
@@ -201,7 +206,8 @@ static void kick_run(chat_worker *w, wmail *wm)
         frame_set_body(&f, PARLEY__FRAME__BODY_KICKED, &k);
         session_send(s, &f);
         log_event(LOG_INFO, "kick", "tenant", s->tenant->id, "user", s->user, "device", s->device,
-                  "remote", s->ip, "reason", "new_login", NULL);
+                  "transport", s->transport, "remote", s->ip, "reason", "new_login", NULL);
+        stats_kick(STATS_KICK_NEW_LOGIN);
         session_close(s, CHAT_CLOSE_KICKED, "kicked");
         session_logout(s);
     }
@@ -218,6 +224,41 @@ static void revoke_run(chat_worker *w, wmail *wm)
         session_close(s, CHAT_CLOSE_UNAUTHORIZED, "token revoked");
         session_logout(s);
     }
+}
+
+static void kick_user_run(chat_worker *w, wmail *wm)
+{
+    user_sessions *us = registry_find(w, wm->tenant, wm->user);
+    if (!us) return;
+    chat_session *s, *tmp;
+    DL_FOREACH_SAFE(us->list, s, tmp)
+    {
+        if (wm->device[0] && strcmp(s->device, wm->device)) continue;
+        Parley__Frame f = PARLEY__FRAME__INIT;
+        Parley__Kicked k = PARLEY__KICKED__INIT;
+        k.reason = wm->reason;
+        frame_set_body(&f, PARLEY__FRAME__BODY_KICKED, &k);
+        session_send(s, &f);
+        log_event(LOG_INFO, "kick", "tenant", s->tenant->id, "user", s->user, "device", s->device,
+                  "transport", s->transport, "remote", s->ip, "reason",
+                  wm->kind == STATS_KICK_BAN ? "ban" : "admin", NULL);
+        stats_kick(wm->kind);
+        session_close(s, wm->code, wm->kind == STATS_KICK_BAN ? "banned" : "kicked");
+        session_logout(s);
+    }
+}
+
+void sessions_kick(chat_worker *w, const chat_tenant *t, const char *user, const char *device,
+                   const char *reason, uint16_t code, int kind)
+{
+    wmail *wm = wmail_new(w->c, kick_user_run);
+    wm->tenant = t;
+    snprintf(wm->user, sizeof wm->user, "%s", user);
+    snprintf(wm->device, sizeof wm->device, "%s", device ? device : "");
+    snprintf(wm->reason, sizeof wm->reason, "%s", reason);
+    wm->code = code;
+    wm->kind = kind;
+    wmail_post_all(w, wm);
 }
 
 void sessions_revoke(chat_worker *w, const chat_tenant *t, const char *user, const char *jti,
@@ -246,6 +287,7 @@ void session_login(chat_session *s)
     DL_APPEND(us->list, s);
     s->us = us;
     w->n_authed++;
+    stats_session(s, 1);
     /* Count this device online before the kick takes the older one away,
      * so a kick never shows the user offline for a moment. */
     presence_session_up(s);
@@ -293,19 +335,22 @@ static void push_one(chat_session *s, const wmail *wm, uint64_t useq, chat_memo 
     }
 }
 
-void topic__push_local(chat_worker *w, const char *key, const Parley__Frame *f, uint64_t except_sid);
+size_t topic__push_local(chat_worker *w, const char *key, const Parley__Frame *f,
+                         uint64_t except_sid);
 
 static void push_topic_run(chat_worker *w, wmail *wm)
 {
     Parley__Frame f = PARLEY__FRAME__INIT;
     frame_set_body(&f, wm->body_case, wm->body);
-    topic__push_local(w, wm->topic, &f, wm->sid);
+    size_t n = topic__push_local(w, wm->topic, &f, wm->sid);
+    stats_delivered(wm->body_case, wm->body, true, wm->t0, n);
 }
 
 void push_to_topic(chat_worker *w, const char *key, Parley__Frame__BodyCase body_case,
                    const ProtobufCMessage *body, uint64_t except_sid)
 {
     wmail *wm = wmail_new(w->c, push_topic_run);
+    wm->t0 = w->cur_t0;
     snprintf(wm->topic, sizeof wm->topic, "%s", key);
     wm->sid = except_sid;
     wm->body_case = body_case;
@@ -321,11 +366,16 @@ static void push_run(chat_worker *w, wmail *wm)
         /* One user's devices get the same frame (same useq): encode once. */
         chat_memo memo = {0};
         chat_session *s;
+        size_t n = 0;
         DL_FOREACH(us->list, s)
         {
-            if (s->id != wm->sid) push_one(s, wm, wm->to[i].useq, &memo);
+            if (s->id != wm->sid) {
+                push_one(s, wm, wm->to[i].useq, &memo);
+                n++;
+            }
         }
         memo_done(&memo);
+        stats_delivered(wm->body_case, wm->body, false, wm->t0, n);
     }
 }
 
@@ -334,6 +384,7 @@ void push_to_users(chat_worker *w, const chat_tenant *t, const push_target *to, 
                    uint64_t except_sid)
 {
     wmail *wm = wmail_new(w->c, push_run);
+    wm->t0 = w->cur_t0;
     wm->tenant = t;
     wm->sid = except_sid;
     wm->body_case = body_case;

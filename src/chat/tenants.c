@@ -254,6 +254,19 @@ void tenants_reload_words(chat *c)
     pthread_rwlock_unlock(&c->tenants_lock);
 }
 
+void tenants_set_conf(chat *c, chat_tenant *t, const Parley__TenantSettings *s, bool reload_words)
+{
+    /* The file is read before the lock is taken: a reader of the table
+     * never waits for the disk. */
+    filter *words = reload_words ? load_words(c, t->id) : NULL;
+    pthread_rwlock_wrlock(&c->tenants_lock);
+    tenant_conf *old = t->conf;
+    t->conf = conf_new(s, words ? words : filter_ref(old->words));
+    tenant_conf_unref(old);
+    atomic_fetch_add_explicit(&c->conf_gen, 1, memory_order_release);
+    pthread_rwlock_unlock(&c->tenants_lock);
+}
+
 /* ---- admin operations ---- */
 
 static void tenant_created(chat_call *c, store_req *r)

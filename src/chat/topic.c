@@ -135,15 +135,22 @@ void topics_free(chat_worker *w)
 }
 
 /* Called by session.c's push mail on this worker. */
-void topic__push_local(chat_worker *w, const char *key, const Parley__Frame *f, uint64_t except_sid)
+/* Returns the number of sessions the frame was queued for. */
+size_t topic__push_local(chat_worker *w, const char *key, const Parley__Frame *f,
+                         uint64_t except_sid)
 {
     topic *t = NULL;
     HASH_FIND_STR(w->topics, key, t);
-    if (!t) return;
+    if (!t) return 0;
     chat_memo memo = {0};    /* every subscriber gets the same bytes */
+    size_t n = 0;
     for (size_t i = 0; i < t->n; i++)
-        if (t->subs[i]->id != except_sid) session_send_memo(t->subs[i], f, &memo);
+        if (t->subs[i]->id != except_sid) {
+            session_send_memo(t->subs[i], f, &memo);
+            n++;
+        }
     memo_done(&memo);
+    return n;
 }
 
 void topic_follow_event(chat_session *s, const Parley__Event *e)

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -12,7 +13,7 @@
 #include "core/buf.h"
 
 static int log_fd = 2;
-static log_level log_min = LOG_INFO;
+static _Atomic int log_min = LOG_INFO;
 static char log_node[64];
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
@@ -26,7 +27,7 @@ int log_level_parse(const char *name)
 
 int log_open(const char *path, log_level min, const char *node_id)
 {
-    log_min = min;
+    atomic_store_explicit(&log_min, (int)min, memory_order_relaxed);
     snprintf(log_node, sizeof log_node, "%s", node_id ? node_id : "");
     if (!path || !*path || !strcmp(path, "-") || !strcmp(path, "stderr")) {
         log_fd = 2;
@@ -37,6 +38,8 @@ int log_open(const char *path, log_level min, const char *node_id)
     log_fd = fd;
     return 0;
 }
+
+void log_set_level(log_level min) { atomic_store_explicit(&log_min, (int)min, memory_order_relaxed); }
 
 void log_close(void)
 {
@@ -88,7 +91,7 @@ static void finish(buf *b)
 
 void log_event(log_level lvl, const char *msg, ...)
 {
-    if (lvl < log_min) return;
+    if ((int)lvl < atomic_load_explicit(&log_min, memory_order_relaxed)) return;
     buf b = {0};
     begin(&b, lvl);
     buf_appends(&b, ",\"msg\":");
@@ -110,7 +113,7 @@ void log_event(log_level lvl, const char *msg, ...)
 
 void log_msgf(log_level lvl, const char *fmt, ...)
 {
-    if (lvl < log_min) return;
+    if ((int)lvl < atomic_load_explicit(&log_min, memory_order_relaxed)) return;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);

@@ -21,6 +21,8 @@ int log_level_parse(const char *name);
 /* Where logs go: a file path, or NULL for stderr.  0 on success. */
 int log_open(const char *path, log_level min, const char *node_id);
 void log_close(void);
+/* Change the lowest level written (SIGHUP); any thread. */
+void log_set_level(log_level min);
 
 void log_event(log_level lvl, const char *msg, ...) __attribute__((sentinel));
 void log_msgf(log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -12,9 +12,20 @@
  *   closing:  net_stop closes every connection (code 1001) and joins the
  *             workers, which wait for their calls in flight;
  *   flushed:  the store finishes what it was given, syncs and closes; exit 0.
- * SIGHUP reloads the word lists.
+ * SIGHUP reloads the word lists and the reloadable settings: the config
+ * file, the environment and the command line are read again, and
+ * log_level, msg_rate, msg_burst, login_rate_per_ip, login_burst_per_ip,
+ * failed_login_max and failed_login_window_ms take their new values at
+ * once (reload_settings).  Other settings that changed are logged as
+ * waiting for a restart; a file that no longer parses is logged and
+ * changes nothing.
+ *
+ * The data directory is versioned as a whole (ops/datadir.c) and the
+ * store by its own layout version; both are migrated forward at start and
+ * a newer one than this build knows is refused.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +36,8 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/metrics.h"
+#include "ops/ops.h"
 #include "server/server.h"
 
 static void split_origins(server *srv)
@@ -59,10 +72,160 @@ static int prepare_data_dir(const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "data directory %s is not writable: %s", dir, strerror(errno));
         return -1;
     }
+    int from = 0;
+    if (ops_datadir_prepare(dir, &from, err, errlen)) return -1;
+    if (from != OPS_DATADIR_VERSION) {
+        char f[16], t[16];
+        snprintf(f, sizeof f, "%d", from);
+        snprintf(t, sizeof t, "%d", OPS_DATADIR_VERSION);
+        log_event(LOG_INFO, "data directory format upgraded", "data", dir, "from", f, "to", t, NULL);
+    }
     char words[4096];
     snprintf(words, sizeof words, "%s/words", dir);
     mkdir(words, 0700);
     return 0;
+}
+
+/* ---- SIGHUP: reloadable settings ---- */
+
+static const char *const reloadable[] = {"log_level", "msg_rate", "msg_burst",
+                                         "login_rate_per_ip", "login_burst_per_ip",
+                                         "failed_login_max", "failed_login_window_ms"};
+
+static bool is_reloadable(const char *name)
+{
+    for (size_t i = 0; i < sizeof reloadable / sizeof reloadable[0]; i++)
+        if (!strcmp(reloadable[i], name)) return true;
+    return false;
+}
+
+static bool setting_changed(const config_def *d, const settings *a, const settings *b)
+{
+    const char *pa = (const char *)a + d->offset, *pb = (const char *)b + d->offset;
+    switch (d->type) {
+    case CONFIG_STR: {
+        const char *x = *(char *const *)pa, *y = *(char *const *)pb;
+        return strcmp(x ? x : "", y ? y : "") != 0;
+    }
+    case CONFIG_INT: return *(const int64_t *)pa != *(const int64_t *)pb;
+    case CONFIG_BOOL: return *(const bool *)pa != *(const bool *)pb;
+    case CONFIG_DOUBLE: return *(const double *)pa != *(const double *)pb;
+    }
+    return false;
+}
+
+static void chat_limits_of(const settings *cfg, chat_limits *l)
+{
+    l->msg_rate = cfg->msg_rate;
+    l->msg_burst = cfg->msg_burst;
+    l->login_rate_ip = cfg->login_rate_per_ip;
+    l->login_burst_ip = cfg->login_burst_per_ip;
+    l->failed_login_max = (uint32_t)cfg->failed_login_max;
+    l->failed_login_window_ms = (uint32_t)cfg->failed_login_window_ms;
+}
+
+static void reload_settings(server *srv)
+{
+    settings next;
+    memset(&next, 0, sizeof next);
+    char err[512];
+    bool help = false;
+    int lvl = -1;
+    if (config_load(settings_defs, settings_count, &next, srv->argc, srv->argv, &help, err,
+                    sizeof err) == 0 &&
+        (lvl = log_level_parse(next.log_level)) < 0)
+        snprintf(err, sizeof err, "bad setting log_level=%s", next.log_level);
+    if (lvl < 0) {
+        log_event(LOG_ERROR, "settings not reloaded", "error", err, NULL);
+        config_free_strings(settings_defs, settings_count, &next);
+        return;
+    }
+    buf applied = {0}, waiting = {0};
+    for (size_t i = 0; i < settings_count; i++) {
+        const config_def *d = &settings_defs[i];
+        if (!setting_changed(d, &srv->cfg, &next)) continue;
+        buf *b = is_reloadable(d->name) ? &applied : &waiting;
+        if (buf_size(b)) buf_appendc(b, ',');
+        buf_appends(b, d->name);
+    }
+    buf_appendc(&applied, 0);
+    buf_appendc(&waiting, 0);
+    log_set_level((log_level)lvl);
+    chat_limits l;
+    chat_limits_of(&next, &l);
+    chat_set_limits(srv->chat, &l);
+    /* Keep the new values of what was applied; the rest stays as started. */
+    for (size_t i = 0; i < settings_count; i++) {
+        const config_def *d = &settings_defs[i];
+        if (!is_reloadable(d->name)) continue;
+        char *pa = (char *)&srv->cfg + d->offset, *pb = (char *)&next + d->offset;
+        size_t size = d->type == CONFIG_STR ? sizeof(char *) : d->type == CONFIG_BOOL ? sizeof(bool) : 8;
+        char tmp[8];
+        memcpy(tmp, pa, size);
+        memcpy(pa, pb, size);
+        memcpy(pb, tmp, size);
+    }
+    config_free_strings(settings_defs, settings_count, &next);
+    log_event(LOG_INFO, "settings reloaded", "applied", (char *)buf_begin(&applied),
+              "need_restart", (char *)buf_begin(&waiting), NULL);
+    buf_free(&applied);
+    buf_free(&waiting);
+}
+
+/* ---- metrics of the server itself ---- */
+
+static double m_uptime(void *ud)
+{
+    server *srv = ud;
+    return (double)(clock_wall_ms() - srv->started_ms) / 1000.0;
+}
+
+static double m_heap(void *ud)
+{
+    (void)ud;
+    return (double)pl_mem_used();
+}
+
+static double m_up(void *ud)
+{
+    server *srv = ud;
+    return atomic_load(&srv->draining) ? 0 : 1;
+}
+
+static double m_draining(void *ud) { return 1 - m_up(ud); }
+
+/* The server whose store the store counters read (one per process). */
+static server *srv__current;
+
+static double m_store(void *ud)
+{
+    /* ud: offset of the counter in store_stats */
+    store_stats st = {0};
+    if (srv__current && srv__current->st) store_get_stats(srv__current->st, &st);
+    return (double)*(const uint64_t *)((const char *)&st + (size_t)ud);
+}
+
+static void server_metrics(server *srv)
+{
+    srv__current = srv;
+    ops_process_metrics();
+    metric_fn(METRIC_GAUGE, "parley_up", "1 while the node serves, 0 while it drains.", NULL, m_up,
+              srv);
+    metric_fn(METRIC_GAUGE, "parley_draining", "1 while the node shuts down (after SIGTERM).", NULL,
+              m_draining, srv);
+    metric_fn(METRIC_GAUGE, "parley_uptime_seconds", "Seconds since start.", NULL, m_uptime, srv);
+    metric_fn(METRIC_GAUGE, "parley_heap_bytes", "Bytes allocated by parley's own allocations.", NULL,
+              m_heap, NULL);
+    metric_fn(METRIC_COUNTER, "parley_store_batches_total",
+              "Write batches the store committed or failed.", NULL, m_store,
+              (void *)offsetof(store_stats, batches));
+    metric_fn(METRIC_COUNTER, "parley_store_failed_batches_total",
+              "Write batches the disk refused (each failed every write in it with unavailable).",
+              NULL, m_store, (void *)offsetof(store_stats, failed_batches));
+    metric_fn(METRIC_COUNTER, "parley_store_writes_total", "Write requests the store executed.",
+              NULL, m_store, (void *)offsetof(store_stats, writes));
+    metric_fn(METRIC_COUNTER, "parley_store_reads_total", "Read requests the store executed.", NULL,
+              m_store, (void *)offsetof(store_stats, reads));
 }
 
 static void grace_cb(uv_timer_t *t)
@@ -92,7 +255,8 @@ static void signal_cb(uv_signal_t *h, int signum)
 {
     server *srv = h->data;
     if (signum == SIGHUP) {
-        log_event(LOG_INFO, "reloading word lists", NULL);
+        log_event(LOG_INFO, "reloading word lists and settings", NULL);
+        reload_settings(srv);
         chat_reload(srv->chat);
         return;
     }
@@ -153,6 +317,7 @@ static int start(server *srv, char *err, size_t errlen)
     };
     if (chat_new(&srv->chat, &cc, srv->st, err, errlen)) return -1;
 
+    server_metrics(srv);
     split_origins(srv);
     net_config nc = {
         .http_addr = cfg->http,
@@ -201,6 +366,11 @@ int main(int argc, char **argv)
     srv.started_ms = clock_wall_ms();
     char err[512];
     bool help = false;
+    srv.argc = argc;
+    srv.argv = argv;
+    /* A file-size limit (ulimit -f) must fail a write with EFBIG, which the
+     * store handles like a full disk, instead of killing the process. */
+    signal(SIGXFSZ, SIG_IGN);
     if (config_load(settings_defs, settings_count, &srv.cfg, argc, argv, &help, err, sizeof err)) {
         fprintf(stderr, "parleyd: %s\n", err);
         config_free_strings(settings_defs, settings_count, &srv.cfg);
@@ -217,9 +387,10 @@ int main(int argc, char **argv)
         rc = 1;
     } else {
         net_run(srv.net);
-        log_event(LOG_INFO, "parleyd stopped", NULL);
     }
+    srv__current = NULL;
     if (srv.st) store_close(srv.st);
+    if (!rc) log_event(LOG_INFO, "parleyd stopped", "store", "flushed and closed", NULL);
     chat_free(srv.chat);
     if (srv.net) net_free(srv.net);
     for (size_t i = 0; i < srv.n_origins; i++) pl_free(srv.origins[i]);

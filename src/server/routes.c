@@ -13,6 +13,17 @@
  * A request waits for chat's reply with the connection paused (net does
  * not read the next request until net_http_respond); if the connection
  * closes first, the reply is dropped when it comes.
+ *
+ * A route may take its request body raw instead of as JSON (`raw`): the
+ * body, which must be UTF-8 text, becomes that field of the message (a
+ * word list is PUT as the text file it is).
+ *
+ * Operations endpoints, answered here without chat:
+ *   GET /healthz   200 while the process runs
+ *   GET /readyz    200 when the node accepts work: not draining, and a
+ *                  probe write (STORE_PROBE) went through the store's group
+ *                  commit; 503 otherwise
+ *   GET /metrics   the metrics registry (core/metrics.h) as Prometheus text
  */
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +33,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/metrics.h"
 #include "server/server.h"
 
 typedef struct route {
@@ -29,6 +41,7 @@ typedef struct route {
     const char *pattern;           /* segments; {name} captures one */
     chat_op op;
     const char *preset;            /* "field=value" the route itself sets, or NULL */
+    const char *raw;               /* the field the raw body goes into, or NULL (JSON) */
 } route;
 
 static const route routes[] = {
@@ -44,6 +57,15 @@ static const route routes[] = {
     {"POST", "/v1/conversations/{conv}/read", CHAT_OP_READ},
     {"POST", "/v1/admin/tenants", CHAT_OP_TENANT_CREATE},
     {"GET", "/v1/admin/tenants", CHAT_OP_TENANT_LIST},
+    {"PATCH", "/v1/admin/tenants/{tenant}/settings", CHAT_OP_TENANT_SETTINGS},
+    {"POST", "/v1/admin/tenants/{tenant}/settings", CHAT_OP_TENANT_SETTINGS},
+    {"POST", "/v1/admin/tenants/{tenant}/users/{user}/ban", CHAT_OP_USER_BAN},
+    {"POST", "/v1/admin/tenants/{tenant}/users/{user}/unban", CHAT_OP_USER_UNBAN},
+    {"POST", "/v1/admin/tenants/{tenant}/users/{user}/kick", CHAT_OP_USER_KICK},
+    {"GET", "/v1/admin/tenants/{tenant}/online", CHAT_OP_ONLINE},
+    {"GET", "/v1/admin/online", CHAT_OP_ONLINE},
+    {"PUT", "/v1/admin/tenants/{tenant}/words", CHAT_OP_WORDS_PUT, NULL, "words"},
+    {"POST", "/v1/admin/backup", CHAT_OP_BACKUP},
     {"POST", "/v1/groups", CHAT_OP_GROUP_CREATE},
     {"GET", "/v1/groups", CHAT_OP_MY_GROUPS},
     {"GET", "/v1/groups/{group}", CHAT_OP_GROUP_INFO},
@@ -148,13 +170,22 @@ static const char *set_param(json_t *obj, const ProtobufCMessageDescriptor *d, c
 }
 
 /* The op's body message from the request, or NULL with the reason. */
-static ProtobufCMessage *request_body(chat_op op, const char *preset, const net_http_req *req,
-                                      const param *params, size_t n_params, char *err,
-                                      size_t errlen)
+static ProtobufCMessage *request_body(chat_op op, const char *preset, const char *raw,
+                                      const net_http_req *req, const param *params,
+                                      size_t n_params, char *err, size_t errlen)
 {
     const ProtobufCMessageDescriptor *d = chat_op_body(op);
     json_t *obj;
-    if (req->body_len) {
+    if (raw) {
+        obj = json_object();
+        json_t *text = json_stringn((const char *)req->body, req->body_len);
+        if (!text) {
+            snprintf(err, errlen, "the body must be UTF-8 text");
+            json_decref(obj);
+            return NULL;
+        }
+        json_object_set_new(obj, raw, text);
+    } else if (req->body_len) {
         json_error_t je;
         obj = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
         if (!obj || !json_is_object(obj)) {
@@ -266,16 +297,46 @@ static void metrics(srv_worker *sw, net_conn *c)
 {
     buf *b = &sw->scratch;
     buf_reset(b);
+    metrics_render(b);
+    net_http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
+                     "Cache-Control: no-store\r\n", buf_begin(b), buf_size(b));
+}
+
+/* /readyz: a probe write through the store.  The completion runs on this
+ * worker; the connection may have closed meanwhile (p->c NULL), and the
+ * worker itself may be gone (it then runs in net_free): it touches
+ * neither the srv_worker nor its scratch buffer. */
+static void probe_done(store_req *r)
+{
+    pending *p = r->udata;
+    if (p->c) {
+        net_conn_set_data(p->c, NULL);
+        if (r->status == PL_OK)
+            respond_text(p->c, 200, "application/json", "{\"status\":\"ready\"}");
+        else
+            respond_text(p->c, 503, "application/json",
+                         "{\"status\":\"unavailable\",\"reason\":\"the store does not take writes\"}");
+    }
+    pl_free(p);
+    store_req_free(r);
+}
+
+static void readyz(srv_worker *sw, net_conn *c)
+{
     server *srv = sw->srv;
-    buf_printf(b,
-               "# HELP parley_up 1 while the node serves.\n# TYPE parley_up gauge\nparley_up 1\n"
-               "# HELP parley_uptime_seconds Seconds since start.\n"
-               "# TYPE parley_uptime_seconds gauge\nparley_uptime_seconds %.3f\n"
-               "# HELP parley_heap_bytes Bytes allocated by parley.\n"
-               "# TYPE parley_heap_bytes gauge\nparley_heap_bytes %zu\n",
-               (double)(clock_wall_ms() - srv->started_ms) / 1000.0, pl_mem_used());
-    net_http_respond(c, 200, "text/plain; version=0.0.4", "Cache-Control: no-store\r\n",
-                     buf_begin(b), buf_size(b));
+    if (atomic_load(&srv->draining)) {
+        respond_text(c, 503, "application/json", "{\"status\":\"draining\"}");
+        return;
+    }
+    pending *p = PL_NEW(pending);
+    p->c = c;
+    p->sw = sw;
+    net_conn_set_data(c, p);
+    store_req *r = store_req_new(STORE_PROBE);
+    r->reply_to = net_worker_mailbox(sw->nw);
+    r->done = probe_done;
+    r->udata = p;
+    store_submit(srv->st, r);
 }
 
 static const char index_page[] =
@@ -286,15 +347,13 @@ static const char index_page[] =
 
 void srv_http(srv_worker *sw, net_conn *c, const net_http_req *req)
 {
-    server *srv = sw->srv;
     bool get = !strcmp(req->method, "GET");
     if (get && !strcmp(req->path, "/healthz")) {
         respond_text(c, 200, "application/json", "{\"status\":\"ok\"}");
         return;
     }
     if (get && !strcmp(req->path, "/readyz")) {
-        if (atomic_load(&srv->draining)) respond_text(c, 503, "application/json", "{\"status\":\"draining\"}");
-        else respond_text(c, 200, "application/json", "{\"status\":\"ready\"}");
+        readyz(sw, c);
         return;
     }
     if (get && !strcmp(req->path, "/metrics")) {
@@ -335,7 +394,8 @@ void srv_http(srv_worker *sw, net_conn *c, const net_http_req *req)
         return;
     }
     char err[200];
-    ProtobufCMessage *body = request_body(rt->op, rt->preset, req, params, n_params, err, sizeof err);
+    ProtobufCMessage *body =
+        request_body(rt->op, rt->preset, rt->raw, req, params, n_params, err, sizeof err);
     if (!body) {
         respond_error(c, PL_BAD_REQUEST, err, 0, &sw->scratch);
         return;

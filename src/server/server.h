@@ -43,6 +43,8 @@ typedef struct server {
     bool any_origin;
     uint64_t started_ms;
     size_t n_workers;
+    int argc;                      /* the command line, read again on SIGHUP */
+    char **argv;
 } server;
 
 typedef struct srv_worker {

@@ -1,0 +1,130 @@
+/*
+ * datadir.c - the format version of the data directory as a whole.
+ *
+ * The embedded store has its own layout version inside RocksDB (key V,
+ * src/store/rocksdb.c), which it checks and upgrades when it opens.  This
+ * file versions everything else of DATA: which files exist and what they
+ * hold (secret, admin.token, default.key, words/, rocksdb/, backups/).
+ * DATA/parley.version holds one decimal number and a newline.
+ *
+ * Versions:
+ *   0  a directory made before the version file existed (the files of
+ *      version 1 without parley.version)
+ *   1  secret, admin.token, default.key, words/<tenant>.txt, rocksdb/,
+ *      backups/<name>/ (each a data directory of its own), parley.version
+ *
+ * Migrations run one step at a time (migrate[] below) and the version file
+ * is written last, so an interrupted upgrade runs again at the next start.
+ * A newer version than this build's is refused: an older binary must not
+ * write into a layout it does not know (a downgrade needs the backup taken
+ * before the upgrade).
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ops/ops.h"
+
+int ops_datadir_parse_version(const char *text, size_t len)
+{
+    long v = 0;
+    size_t i = 0;
+    while (i < len && text[i] >= '0' && text[i] <= '9') {
+        v = v * 10 + (text[i] - '0');
+        if (v > 1000000) return -1;
+        i++;
+    }
+    if (i == 0) return -1;
+    while (i < len && (text[i] == '\n' || text[i] == '\r' || text[i] == ' ')) i++;
+    return i == len ? (int)v : -1;
+}
+
+/* Does dir hold anything parley writes? */
+static bool has_parley_files(const char *dir)
+{
+    static const char *names[] = {"secret", "admin.token", "default.key", "rocksdb"};
+    char path[4200];
+    struct stat st;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (lstat(path, &st) == 0) return true;
+    }
+    return false;
+}
+
+static int write_version(const char *dir, int version, char *err, size_t errlen)
+{
+    char path[4200], tmp[4300], text[32];
+    snprintf(path, sizeof path, "%s/%s", dir, OPS_DATADIR_VERSION_FILE);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int n = snprintf(text, sizeof text, "%d\n", version);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, text, (size_t)n) == n && fsync(fd) == 0;
+    int e = errno;
+    if (fd >= 0) close(fd);
+    if (ok && rename(tmp, path) != 0) {
+        ok = false;
+        e = errno;
+    }
+    if (!ok) {
+        unlink(tmp);
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
+        return -1;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+/* 0 -> 1: version 1 is version 0 with the version file; nothing moves. */
+static int migrate_0_to_1(const char *dir, char *err, size_t errlen)
+{
+    (void)dir, (void)err, (void)errlen;
+    return 0;
+}
+
+static int (*const migrate[OPS_DATADIR_VERSION])(const char *, char *, size_t) = {
+    migrate_0_to_1,
+};
+
+int ops_datadir_prepare(const char *dir, int *from, char *err, size_t errlen)
+{
+    char path[4200], text[64];
+    snprintf(path, sizeof path, "%s/%s", dir, OPS_DATADIR_VERSION_FILE);
+    *from = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fd < 0) {
+        if (!has_parley_files(dir)) return write_version(dir, OPS_DATADIR_VERSION, err, errlen);
+    } else {
+        ssize_t n = read(fd, text, sizeof text);
+        close(fd);
+        int v = n > 0 ? ops_datadir_parse_version(text, (size_t)n) : -1;
+        if (v < 0) {
+            snprintf(err, errlen, "%s does not hold a version number", path);
+            return -1;
+        }
+        *from = v;
+        if (v > OPS_DATADIR_VERSION) {
+            snprintf(err, errlen,
+                     "data directory %s has format version %d, newer than this parleyd "
+                     "understands (%d): run a newer parleyd, or restore a backup made before the upgrade",
+                     dir, v, OPS_DATADIR_VERSION);
+            return -1;
+        }
+        if (v == OPS_DATADIR_VERSION) return 0;
+    }
+    for (int v = *from; v < OPS_DATADIR_VERSION; v++)
+        if (migrate[v](dir, err, errlen)) return -1;
+    return write_version(dir, OPS_DATADIR_VERSION, err, errlen);
+}
