@@ -23,9 +23,12 @@
  * request arrived, bounded by header_timeout_ms (408, close); between
  * requests the idle timeout applies.
  *
- * The parser (about 250 bytes plus its buffers) exists only while a
- * request is being read or answered and until the sweep finds the
- * connection idle.
+ * The parser (about 250 bytes plus its buffers) belongs to a connection
+ * only while a request is in progress: from its first byte until it is
+ * answered (or, for an upgrade, until the 101 is queued).  Between requests
+ * it goes back to the worker, which keeps one spare with its buffers
+ * (net__http_take, net__http_release), so a crowd of upgrades costs the
+ * heap nothing per connection and leaves no holes behind.
  */
 #include <stdio.h>
 #include <string.h>
@@ -38,7 +41,7 @@ static void write_response(net_conn *c, int status, const char *ctype, const cha
 {
     if (status < 100 || status > 999) status = 500;
     bool bodyless = status == 204 || status == 304 || (status >= 100 && status < 200);
-    buf *o = &c->out;
+    buf *o = net__conn_out(c);
     buf_printf(o, "HTTP/1.1 %d %s\r\n", status, net__http_reason(status));
     if (!bodyless) {
         if (ctype) buf_printf(o, "Content-Type: %s\r\n", ctype);
@@ -82,15 +85,10 @@ static void dispatch(net_conn *c, net__http_parser *hp)
  * all of them unless a request is left with the app (HTTP_APP). */
 static size_t process(net_conn *c, const uint8_t *p, size_t n)
 {
-    const net_config *cfg = &c->w->n->cfg;
     size_t off = 0;
     c->in_pump = 1;
     while (off < n && c->state == NET__S_HTTP_READ) {
-        net__http_parser *hp = c->p.http;
-        if (!hp) {
-            hp = c->p.http = pl_malloc(sizeof *hp);
-            net__http_init(hp, cfg->max_header, cfg->max_body);
-        }
+        net__http_parser *hp = net__http_take(c);
         if (!hp->started && !c->head_wait) {
             c->head_wait = 1;
             c->t_mark = net__now(c->w);
@@ -106,7 +104,7 @@ static size_t process(net_conn *c, const uint8_t *p, size_t n)
         }
         if (r == NET__HTTP_MORE) {
             if (hp->expect_continue && !expected) {
-                buf_appends(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+                buf_appends(net__conn_out(c), "HTTP/1.1 100 Continue\r\n\r\n");
                 net__conn_mark_dirty(c);
             }
             continue;
@@ -120,7 +118,10 @@ static size_t process(net_conn *c, const uint8_t *p, size_t n)
     }
     c->in_pump = 0;
     if (c->state == NET__S_HTTP_APP) return off;
-    if (c->state == NET__S_HTTP_READ) net__conn_read_start(c);
+    if (c->state == NET__S_HTTP_READ) {
+        if (c->p.http && !c->p.http->started) net__http_release(c);
+        net__conn_read_start(c);
+    }
     return n;
 }
 
@@ -151,13 +152,50 @@ void net__http_input(net_conn *c, const uint8_t *p, size_t n)
     if (used < n) buf_append(&c->in, p + used, n - used);
 }
 
-void net__http_trim(net_conn *c)
+net__http_parser *net__http_take(net_conn *c)
+{
+    if (c->p.http) return c->p.http;
+    net_worker *w = c->w;
+    net__http_parser *hp = w->http_spare;
+    w->http_spare = NULL;
+    if (!hp) {
+        const net_config *cfg = &w->n->cfg;
+        hp = pl_malloc(sizeof *hp);
+        net__http_init(hp, cfg->max_header, cfg->max_body);
+    }
+    c->p.http = hp;
+    return hp;
+}
+
+void net__http_release(net_conn *c)
 {
     net__http_parser *hp = c->p.http;
-    if (c->state != NET__S_HTTP_READ || !hp || hp->started) return;
-    net__http_free(hp);
-    pl_free(hp);
+    if (!hp) return;
     c->p.http = NULL;
+    net_worker *w = c->w;
+    if (w->http_spare) {
+        net__http_free(hp);
+        pl_free(hp);
+        return;
+    }
+    if (hp->data.cap > NET__HTTP_SPARE_KEEP || hp->offs.cap > NET__HTTP_SPARE_KEEP ||
+        hp->hdrs.cap > NET__HTTP_SPARE_KEEP) {
+        /* A large body: keep the struct, not its buffers. */
+        size_t max_header = hp->max_header, max_body = hp->max_body;
+        net__http_free(hp);
+        net__http_init(hp, max_header, max_body);
+    } else {
+        net__http_reset(hp);
+    }
+    w->http_spare = hp;
+}
+
+void net__http_worker_free(net_worker *w)
+{
+    if (!w->http_spare) return;
+    net__http_free(w->http_spare);
+    pl_free(w->http_spare);
+    w->http_spare = NULL;
 }
 
 void net_http_respond(net_conn *c, int status, const char *content_type, const char *extra_headers,
@@ -180,6 +218,10 @@ void net_http_respond(net_conn *c, int status, const char *content_type, const c
     c->state = NET__S_HTTP_READ;
     c->head_wait = 0;
     if (c->in_pump) return; /* answered from on_http: process goes on */
-    if (buf_size(&c->in)) pump_in(c);
-    else net__conn_read_start(c);
+    if (buf_size(&c->in)) {
+        pump_in(c);
+    } else {
+        net__http_release(c);
+        net__conn_read_start(c);
+    }
 }

@@ -204,6 +204,9 @@ static void worker_destroy(net_worker *w)
     uv_sem_destroy(&w->started);
     pl_free(w->rbuf);
     w->rbuf = NULL;
+    net__ws_worker_free(w);
+    net__http_worker_free(w);
+    net__out_cache_free(w);
     net__udp_worker_free(w);
 }
 

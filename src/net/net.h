@@ -76,12 +76,17 @@
  * dropped, a longer one sent is refused.
  *
  * Memory.  An idle stream connection holds about 420 bytes here (its
- * struct with libuv's handle) and no buffer; buffers, the HTTP parser and
- * the wslay context exist while traffic flows and are released about a
- * second after it stops (see conn.c and ws.c).  A UDP connection is a
- * 192-byte struct plus its slot in the worker's address table (about 220
- * bytes counted in all) and never holds a buffer: datagrams are read into,
- * and sent from, buffers of the worker (udp.c).
+ * struct with libuv's handle) and nothing else: each worker lends one HTTP
+ * parser and one wslay context to whichever of its connections is being
+ * fed (a connection in the middle of a fragmented WebSocket message keeps
+ * a context of its own until the message ends), outbound buffers go back
+ * to a small per-worker cache as soon as they are written, and an inbound
+ * buffer exists only while a frame is incomplete (see conn.c, httpconn.c
+ * and ws.c).  So a crowd of connections logging in at once leaves no
+ * per-connection garbage between the objects that outlive it.  A UDP
+ * connection is a 192-byte struct plus its slot in the worker's address
+ * table (about 220 bytes counted in all) and never holds a buffer:
+ * datagrams are read into, and sent from, buffers of the worker (udp.c).
  */
 #ifndef PARLEY_NET_NET_H
 #define PARLEY_NET_NET_H

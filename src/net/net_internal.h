@@ -51,6 +51,10 @@
 #define NET__TICK_MS 250u
 /* Buffers of connections quiet for this long are released by the sweep. */
 #define NET__TRIM_AFTER_MS 1000u
+/* Emptied outbound buffers a worker keeps for the next connection that
+ * sends, and the largest capacity it keeps (conn.c). */
+#define NET__OUT_CACHE 32u
+#define NET__OUT_CACHE_CAP (8u << 10)
 /* A worker's spare HTTP parser keeps buffers of at most this capacity. */
 #define NET__HTTP_SPARE_KEEP (16u << 10)
 /* Datagrams read with one recvmmsg, and read at most per readiness event
@@ -349,6 +353,9 @@ struct net_worker {
     net_conn *ws_cur;
     const uint8_t *ws_rx;
     size_t ws_rx_len;
+    /* Outbound buffers emptied by a flush, for the next sender (conn.c). */
+    buf out_cache[NET__OUT_CACHE];
+    unsigned n_out_cache;
     /* HTTP (httpconn.c): the parser lent to whichever connection starts a
      * request; its buffers are kept, up to NET__HTTP_SPARE_KEEP. */
     net__http_parser *http_spare;
@@ -433,6 +440,11 @@ void net__conn_read_stop(net_conn *c);
 void net__conn_set_kind(net_conn *c, net_kind kind);
 /* Outbound bytes queued or in flight. */
 size_t net__conn_queued(const net_conn *c);
+/* The connection's outbound buffer to append to: with a buffer from the
+ * worker's cache if it had none. */
+buf *net__conn_out(net_conn *c);
+/* Release the worker's cached buffers (after its loop ended). */
+void net__out_cache_free(net_worker *w);
 /* Room for n more outbound bytes, else the connection is closed as a slow
  * consumer and -1 returned. */
 int net__conn_out_room(net_conn *c, size_t n);

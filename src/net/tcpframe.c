@@ -30,5 +30,6 @@ static int deliver(void *arg, const uint8_t *frame, size_t len)
 void net__tcp_input(net_conn *c, const uint8_t *p, size_t n)
 {
     int r = net__frames_feed(&c->in, p, n, net__tcpframe_scan, c->w->n->cfg.max_frame, deliver, c);
+    if (!buf_size(&c->in) && c->in.cap) buf_free(&c->in); /* kept only for an incomplete frame */
     if (r < 0) net_close(c, NET_CLOSE_TOO_BIG, "frame too large");
 }

@@ -1045,7 +1045,7 @@ typedef struct census {
     mail m;
     net_worker *w;
     atomic_int *done;
-    size_t conns, ws_ctx, buffers, parsers;
+    size_t conns, ws_ctx, spare_ctx, buffers, parsers;
 } census;
 
 static void census_fn(mail *m)
@@ -1057,6 +1057,7 @@ static void census_fn(mail *m)
         if (x->kind == NET_HTTP && x->p.http) c->parsers++;
         c->buffers += x->in.cap + x->out.cap;
     }
+    if (c->w->ws_spare) c->spare_ctx++;
     atomic_fetch_add(c->done, 1);
 }
 
@@ -1077,13 +1078,15 @@ static void take_census(server *s, census *total)
     for (size_t i = 0; i < nw; i++) {
         total->conns += cs[i].conns;
         total->ws_ctx += cs[i].ws_ctx;
+        total->spare_ctx += cs[i].spare_ctx;
         total->buffers += cs[i].buffers;
         total->parsers += cs[i].parsers;
     }
 }
 
-/* Idle WebSocket connections keep no buffer and no wslay context, and cost
- * the net layer well under the 2 KiB budget of SPEC section 6. */
+/* WebSocket connections hold no wslay context between frames (the worker
+ * lends its one spare), idle ones keep no buffer either, and they cost the
+ * net layer well under the 2 KiB budget of SPEC section 6. */
 static void test_idle_memory(void **state)
 {
     enum { N = 40 };
@@ -1104,7 +1107,8 @@ static void test_idle_memory(void **state)
     census busy, idle;
     take_census(&s, &busy);
     assert_int_equal(busy.conns, N);
-    assert_int_equal(busy.ws_ctx, N);
+    assert_int_equal(busy.ws_ctx, 0);
+    assert_true(busy.spare_ctx >= 1 && busy.spare_ctx <= net_worker_count(s.n));
     sleep_ms(2300);
     take_census(&s, &idle);
     size_t after = pl_mem_used();
@@ -1114,10 +1118,78 @@ static void test_idle_memory(void **state)
     double per = ((double)after - (double)before) / (N - 1);
     print_message("sizeof(net_conn) = %zu; counted memory per idle WebSocket: %.0f bytes\n", sizeof(net_conn), per);
     assert_true(per < 1024);
-    /* They still work, with a fresh context. */
+    /* They still work. */
     ws_send(&cs[3], true, NET__WS_TEXT, "again", 5);
     ws_expect(&cs[3], NET__WS_TEXT, "again", 5);
     for (int i = 0; i < N; i++) client_close(&cs[i]);
+    server_stop(&s, NET_CLOSE_GOING_AWAY);
+}
+
+/* The worker's one wslay context: connections in the middle of a
+ * fragmented message keep their own until its last frame, the others share
+ * the spare; a context that saw a close or a violation is not reused. */
+static void test_ws_shared_context(void **state)
+{
+    server s;
+    net_config cfg = test_config();
+    cfg.workers = 1;
+    server_start(&s, &cfg);
+    client a, b, c;
+    census cs;
+    ws_open(&a, s.http_port);
+    ws_open(&b, s.http_port);
+    ws_open(&c, s.http_port);
+    /* A starts a message: it keeps the context (a ping answered means the
+     * fragment before it was fed). */
+    ws_send(&a, false, NET__WS_TEXT, "Hel", 3);
+    ws_send(&a, true, NET__WS_PING, "a", 1);
+    ws_expect(&a, NET__WS_PONG, "a", 1);
+    take_census(&s, &cs);
+    assert_int_equal(cs.ws_ctx, 1);
+    assert_int_equal(cs.spare_ctx, 0);
+    /* B starts one with a UTF-8 sequence cut between fragments. */
+    ws_send(&b, false, NET__WS_TEXT, "\xc3", 1);
+    ws_send(&b, true, NET__WS_PING, "b", 1);
+    ws_expect(&b, NET__WS_PONG, "b", 1);
+    take_census(&s, &cs);
+    assert_int_equal(cs.ws_ctx, 2);
+    /* C's whole messages go through a fresh spare, which stays. */
+    ws_send(&c, true, NET__WS_TEXT, "ccc", 3);
+    ws_expect(&c, NET__WS_TEXT, "ccc", 3);
+    take_census(&s, &cs);
+    assert_int_equal(cs.ws_ctx, 2);
+    assert_int_equal(cs.spare_ctx, 1);
+    /* A and B finish, interleaved with control frames. */
+    ws_send(&a, false, NET__WS_CONT, "lo", 2);
+    ws_send(&b, true, NET__WS_PING, "p", 1);
+    ws_expect(&b, NET__WS_PONG, "p", 1);
+    ws_send(&a, true, NET__WS_CONT, " world", 6);
+    ws_expect(&a, NET__WS_TEXT, "Hello world", 11);
+    ws_send(&b, true, NET__WS_CONT, "\xa9", 1);
+    ws_expect(&b, NET__WS_TEXT, "\xc3\xa9", 2);
+    take_census(&s, &cs);
+    assert_int_equal(cs.ws_ctx, 0);
+    assert_int_equal(cs.spare_ctx, 1);
+    /* A violation on C: its context is dropped, not lent again. */
+    ws_send(&c, true, NET__WS_TEXT, "\xff", 1);
+    ws_expect_close(&c, NET_CLOSE_BAD_DATA);
+    take_census(&s, &cs);
+    assert_int_equal(cs.ws_ctx, 0);
+    assert_int_equal(cs.spare_ctx, 0);
+    /* A and B go on with a new one; B closes cleanly, A still works. */
+    ws_send(&a, true, NET__WS_BINARY, "x", 1);
+    ws_expect(&a, NET__WS_BINARY, "x", 1);
+    ws_send(&b, true, NET__WS_CLOSE, "\x03\xe8", 2);
+    ws_expect_close(&b, 1000);
+    ws_send(&a, false, NET__WS_BINARY, "1", 1);
+    ws_send(&a, true, NET__WS_CONT, "2", 1);
+    ws_expect(&a, NET__WS_BINARY, "12", 2);
+    take_census(&s, &cs);
+    assert_int_equal(cs.ws_ctx, 0);
+    assert_int_equal(cs.spare_ctx, 1);
+    client_close(&a);
+    client_close(&b);
+    client_close(&c);
     server_stop(&s, NET_CLOSE_GOING_AWAY);
 }
 
@@ -1191,6 +1263,7 @@ int main(void)
         cmocka_unit_test(test_ip_limits),
         cmocka_unit_test(test_idle_timeout),
         cmocka_unit_test(test_idle_memory),
+        cmocka_unit_test(test_ws_shared_context),
         cmocka_unit_test(test_stop),
     };
     int failed = cmocka_run_group_tests_name("shared server", shared, setup, teardown);
