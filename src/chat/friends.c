@@ -57,7 +57,7 @@ static void friend_done(chat_call *c, store_req *r)
         push_friend_event(c, other, u1, "friend_removed", me);
     }
     log_event(LOG_INFO, "friend", "tenant", c->tenant->id, "user", me, "other", other, "action",
-              done, NULL);
+              done, "device", c->device, "remote", c->ip, NULL);
     Parley__FriendOk ok = PARLEY__FRIEND_OK__INIT;
     ok.user = c->target;
     ok.state = (char *)state;

@@ -156,7 +156,8 @@ static void created(chat_call *c, store_req *r)
     }
     push_events(c, "group_joined", r->users[0], r->users, r->useqs, r->n_users);
     log_event(LOG_INFO, "group_created", "tenant", c->tenant->id, "group", c->group, "kind",
-              r->group->kind, "owner", r->users[0], NULL);
+              r->group->kind, "owner", r->users[0], "user", r->users[0], "device", c->device,
+              "remote", c->ip, NULL);
     call_ok(c, &group_pb(&r->arena, r->group, c->auth == AUTH_USER ? "owner" : NULL)->base);
 }
 
@@ -252,7 +253,8 @@ static void joined(chat_call *c, store_req *r)
     }
     const char *me = c->user;
     push_events(c, "group_joined", me, &me, r->useqs, 1);
-    log_event(LOG_INFO, "group_joined", "tenant", c->tenant->id, "group", c->group, "user", me, NULL);
+    log_event(LOG_INFO, "group_joined", "tenant", c->tenant->id, "group", c->group, "user", me,
+              "device", c->device, "remote", c->ip, NULL);
     call_ok(c, &group_pb(&r->arena, r->group, "member")->base);
 }
 
@@ -289,7 +291,8 @@ static void left(chat_call *c, store_req *r)
     }
     const char *me = c->user;
     push_events(c, "group_left", me, &me, r->useqs, 1);
-    log_event(LOG_INFO, "group_left", "tenant", c->tenant->id, "group", c->group, "user", me, NULL);
+    log_event(LOG_INFO, "group_left", "tenant", c->tenant->id, "group", c->group, "user", me,
+              "device", c->device, "remote", c->ip, NULL);
     Parley__Empty e = PARLEY__EMPTY__INIT;
     call_ok(c, &e.base);
 }
@@ -378,7 +381,8 @@ static void added(chat_call *c, store_req *r)
     push_events(c, "group_joined", c->auth == AUTH_USER ? c->user : "", r->users, r->useqs,
                 r->n_users);
     log_event(LOG_INFO, "group_members_added", "tenant", c->tenant->id, "group", c->group, "by",
-              c->auth == AUTH_USER ? c->user : "api", NULL);
+              c->auth == AUTH_USER ? c->user : "api", "user", c->auth == AUTH_USER ? c->user : "api",
+              "device", c->device, "remote", c->ip, NULL);
     Parley__GroupAddOk ok = PARLEY__GROUP_ADD_OK__INIT;
     ok.has_added = true;
     ok.added = n;
@@ -448,7 +452,8 @@ static void removed(chat_call *c, store_req *r)
     }
     push_events(c, "group_removed", c->auth == AUTH_USER ? c->user : "", r->users, r->useqs, 1);
     log_event(LOG_INFO, "group_removed", "tenant", c->tenant->id, "group", c->group, "user",
-              r->users[0], "by", c->auth == AUTH_USER ? c->user : "api", NULL);
+              r->users[0], "by", c->auth == AUTH_USER ? c->user : "api", "device", c->device,
+              "remote", c->ip, NULL);
     Parley__Empty e = PARLEY__EMPTY__INIT;
     call_ok(c, &e.base);
 }
@@ -520,7 +525,8 @@ static void role_set(chat_call *c, store_req *r)
         return;
     }
     log_event(LOG_INFO, "group_role", "tenant", c->tenant->id, "group", c->group, "user", c->target,
-              "role", c->flag ? "admin" : "member", NULL);
+              "role", c->flag ? "admin" : "member", "by", c->auth == AUTH_USER ? c->user : "api",
+              "device", c->device, "remote", c->ip, NULL);
     Parley__Empty e = PARLEY__EMPTY__INIT;
     call_ok(c, &e.base);
 }
@@ -567,7 +573,8 @@ static void disbanded(chat_call *c, store_req *r)
     push_events(c, "group_disbanded", c->auth == AUTH_USER ? c->user : "", users, r->useqs,
                 r->n_users_out);
     log_event(LOG_INFO, "group_disbanded", "tenant", c->tenant->id, "group", c->group, "by",
-              c->auth == AUTH_USER ? c->user : "api", NULL);
+              c->auth == AUTH_USER ? c->user : "api", "user", c->auth == AUTH_USER ? c->user : "api",
+              "device", c->device, "remote", c->ip, NULL);
     Parley__Empty e = PARLEY__EMPTY__INIT;
     call_ok(c, &e.base);
 }

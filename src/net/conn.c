@@ -335,6 +335,7 @@ void net__conn_flush(net_conn *c)
             net__conn_close_now(c);
             return;
         }
+        metric_add(net__m.bytes_out[c->kind], (uint64_t)r);
         buf_consume(&c->out, (size_t)r);
         if (buf_size(&c->out)) {
             if (start_write(c)) return;

@@ -56,6 +56,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/mem.h"
 #include "proto/rudp.h"
 #include "server/server.h"
@@ -142,6 +143,9 @@ static void close_slow(srv_udp *u)
               net_conn_remote_ip(u->c), rudp_unacked_bytes(&u->r));
     u->closing = true;
     busy_remove(u);
+    metric_inc(metric_counter("parley_slow_consumer_disconnects_total",
+                              "Connections closed because their outbound queue passed max_outbound.",
+                              "transport=\"udp\""));
     net_close(u->c, NET_CLOSE_SLOW, "slow consumer");
 }
 
