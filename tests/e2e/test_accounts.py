@@ -500,9 +500,23 @@ def test_no_secrets_in_log():
         s.http("POST", "/v1/logout", token=tok)
         c.call({"logout": {}})
         c.close()
+        # the admin API's events (issue 5): settings, ban, kick, words, backup
+        adm = s.admin_token()
+        victim = s.login_ws(s.signup("logw", pw_created))
+        st, r = s.http("PATCH", "/v1/admin/tenants/logt/settings", {"open_signup": True}, token=adm)
+        assert st == 200
+        assert s.http("POST", "/v1/admin/tenants/default/users/logw/kick", {}, token=adm)[0] == 200
+        assert s.http("POST", "/v1/admin/tenants/default/users/logw/ban", {}, token=adm)[0] == 200
+        assert s.http("POST", "/v1/admin/tenants/default/users/logw/unban", {}, token=adm)[0] == 200
+        assert s.http("PUT", "/v1/admin/tenants/default/words", raw=b"x\n", token=adm)[0] == 200
+        assert s.http("POST", "/v1/admin/backup", {"name": "b1"}, token=adm)[0] == 200
+        s.http("GET", "/v1/admin/online", token="wrong-" + pw_wrong)
+        victim.close()
         s.stop()
         text = s.log()
         assert '"login"' in text and '"logout"' in text, "business events are logged"
+        for ev in ("tenant_settings", "ban", "unban", "user_kick", "words_replaced", "backup"):
+            assert '"msg":"%s"' % ev in text, "no %s event" % ev
         for secret in secrets:
             assert secret not in text, "a secret in the log: %s" % secret
         # also no long token-ish fragment (a signature or a key's random part)
