@@ -1,12 +1,15 @@
 #!/bin/sh
 # Installs the Debian packages parley needs to build and test, if any are
 # missing. Idempotent and non-interactive; run as root (or with sudo on PATH).
+# prometheus (for promtool), systemd (for systemd-analyze) and python3-yaml
+# check the deployment files of deploy/ (tests/e2e/test_deploy.py).
 set -e
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev libfuzzer-14-dev
 libuv1-dev libwslay-dev libhttp-parser-dev libprotobuf-c-dev protobuf-c-compiler
 libjansson-dev libsodium-dev libssl-dev librocksdb-dev libpq-dev libhiredis-dev
 libcmocka-dev uthash-dev libunistring-dev python3 python3-pytest python3-websockets
-python3-protobuf protobuf-compiler"
+python3-protobuf protobuf-compiler
+python3-yaml prometheus systemd"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
