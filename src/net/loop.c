@@ -7,8 +7,22 @@
  * accept4, checks each peer against its IP's limits (iplimit.c: refused
  * sockets are closed at once), and deals the sockets to the workers round
  * robin.  A batch reaches each worker as one mail chain: one wake-up per
- * worker per batch.  When accept fails for lack of descriptors, accepting
- * pauses for 100 ms rather than spinning.  A timer forgets idle IP entries.
+ * worker per batch.  A timer forgets idle IP entries.
+ *
+ * At the open-file limit.  accept fails with EMFILE while the connection
+ * waits in the listen backlog, and the listener stays readable: retrying
+ * spins, and pausing leaves every new client (health checks included)
+ * hanging until a descriptor is free.  So the main thread keeps one
+ * descriptor in reserve (`spare_fd`, /dev/null): on EMFILE or ENFILE it
+ * closes the spare, accepts the waiting connection, closes that at once
+ * (on the HTTP port after a one-line 503), reopens the spare and goes on
+ * with the backlog (refuse_for_fd).  Clients see a prompt refusal instead
+ * of a hang; once connections close, accepting resumes by itself.  If the
+ * spare cannot be had back (another thread took the descriptor), accepting
+ * pauses for 100 ms and the spare is reopened first thing after.  Both are
+ * logged at most once per FD_LOG_MS with the count since the last line
+ * (fd_log), so a server at its limit writes a few lines a minute, not one
+ * per attempt; the IP sweep flushes a count the last burst left.
  *
  * Workers.  Each runs its own libuv loop on its own thread:
  *   - `async` is its mailbox's wake function; libuv coalesces sends, so a
@@ -43,9 +57,11 @@
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "core/clock.h"
@@ -56,6 +72,7 @@
 #define ACCEPT_BATCH 128
 #define ACCEPT_PAUSE_MS 100
 #define IP_SWEEP_MS 10000
+#define FD_LOG_MS 10000
 
 typedef struct accept_mail {
     mail m;
@@ -223,10 +240,76 @@ static void listen_poll(net__listener *l, bool on)
     else uv_poll_stop(&l->poll);
 }
 
+/* The descriptor kept in reserve for refusing connections at the limit. */
+static void spare_open(net *n)
+{
+    if (n->spare_fd < 0) n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Log the connections refused and the pauses for lack of descriptors, at
+ * most once per FD_LOG_MS (force: whatever is pending, if that long has
+ * passed since the last line; from the IP sweep). */
+static void fd_log(net *n, int err, bool force)
+{
+    if (!n->fd_refused && !n->fd_pauses) return;
+    uint64_t now = clock_mono_ms();
+    if (n->fd_log_ms && now - n->fd_log_ms < FD_LOG_MS) return;
+    struct rlimit rl;
+    unsigned long long lim = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long long)rl.rlim_cur : 0;
+    double secs = n->fd_log_ms ? (double)(now - n->fd_log_ms) / 1000.0 : 0;
+    if (force || !err) {
+        log_warn("net: out of file descriptors (limit %llu): %llu connections refused, %llu pauses in the last %.0f s",
+                 lim, (unsigned long long)n->fd_refused, (unsigned long long)n->fd_pauses, secs);
+    } else {
+        log_warn("net: accept: %s (limit %llu): refusing new connections until descriptors are free "
+                 "(%llu refused, %llu pauses%s); logged at most every %d s",
+                 uv_strerror(-err), lim, (unsigned long long)n->fd_refused, (unsigned long long)n->fd_pauses,
+                 n->fd_log_ms ? " since the last line" : "", FD_LOG_MS / 1000);
+    }
+    n->fd_log_ms = now;
+    n->fd_refused = n->fd_pauses = 0;
+}
+
+/*
+ * Out of descriptors with a connection waiting on l: give up the spare,
+ * accept the connection, close it (HTTP: after a 503; any request already
+ * received is read first, so the close is a FIN, not a reset), take the
+ * spare back.  Returns 1 if one was refused, 0 if none was waiting, -1 if
+ * there is no spare or accept still failed.
+ */
+static int refuse_for_fd(net *n, net__listener *l)
+{
+    spare_open(n);
+    if (n->spare_fd < 0) return -1;
+    close(n->spare_fd);
+    n->spare_fd = -1;
+    int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int e = errno;
+    if (fd >= 0) {
+        if (l->kind == NET_HTTP) {
+            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                       "Content-Type: text/plain; charset=utf-8\r\n"
+                                       "Content-Length: 29\r\nConnection: close\r\n\r\n"
+                                       "server out of file descriptors";
+            char sink[4096];
+            while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) continue;
+            ssize_t w = send(fd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+            (void)w;
+        }
+        close(fd);
+        n->fd_refused++;
+        metric_inc(net__m.refused_fd);
+    }
+    spare_open(n);
+    if (fd >= 0) return 1;
+    return e == EAGAIN || e == EWOULDBLOCK ? 0 : -1;
+}
+
 static void accept_resume_cb(uv_timer_t *t)
 {
     net *n = t->data;
     if (n->stopping) return;
+    spare_open(n);
     listen_poll(&n->http, true);
     listen_poll(&n->tcp, true);
 }
@@ -255,7 +338,17 @@ static void on_listen_readable(uv_poll_t *h, int status, int events)
             int e = errno;
             if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
             if (e == EAGAIN || e == EWOULDBLOCK) break;
-            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+            if (e == EMFILE || e == ENFILE) {
+                int r = refuse_for_fd(n, l);
+                if (r < 0) {
+                    n->fd_pauses++;
+                    accept_pause(n);
+                }
+                fd_log(n, e, false);
+                if (r > 0) continue;
+                break;
+            }
+            if (e == ENOBUFS || e == ENOMEM) {
                 log_warn("net: accept: %s; pausing accepts for %d ms", uv_strerror(-e), ACCEPT_PAUSE_MS);
                 accept_pause(n);
                 break;
@@ -304,6 +397,8 @@ static void ip_sweep_cb(uv_timer_t *t)
 {
     net *n = t->data;
     net__iptab_sweep(n->ips, clock_mono_ms());
+    fd_log(n, 0, true);
+    spare_open(n);
 }
 
 static void close_main_handles(net *n)
@@ -377,6 +472,8 @@ int net_start(net **out, const net_config *cfg, const net_callbacks *cb, char *e
     n->cfg.http_addr = n->cfg.tcp_addr = n->cfg.udp_addr = NULL; /* the caller's strings are not kept */
 
     uv_loop_init(&n->loop);
+    n->spare_fd = -1;
+    spare_open(n);
     n->ips = net__iptab_new(n->cfg.max_conns_per_ip, n->cfg.conn_rate_per_ip, n->cfg.conn_burst_per_ip);
     uv_timer_init(&n->loop, &n->accept_pause);
     n->accept_pause.data = n;
@@ -467,6 +564,7 @@ void net_free(net *n)
     if (uv_loop_close(&n->loop)) log_warn("net: main loop still has handles at net_free");
     for (size_t i = 0; i < n->n_workers; i++) worker_destroy(&n->workers[i]);
     net__iptab_free(n->ips);
+    if (n->spare_fd >= 0) close(n->spare_fd);
     pl_free(n->workers);
     pl_free(n->chains);
     pl_free(n);

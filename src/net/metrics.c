@@ -1,8 +1,8 @@
 /*
  * metrics.c - what the net layer counts (core/metrics.h), by transport:
  * frames and bytes in and out, open connections, connections refused by
- * the per-IP limits, slow consumers cut off and UDP datagrams dropped on
- * a full send queue.
+ * the per-IP limits or for lack of file descriptors (loop.c), slow
+ * consumers cut off and UDP datagrams dropped on a full send queue.
  *
  * Bytes are counted on the wire (HTTP heads, WebSocket and TCP framing
  * included); frames are whole messages handed to on_message or given to
@@ -57,6 +57,9 @@ void net__metrics_init(net *n)
     net__m.refused = metric_counter("parley_connections_refused_total",
                                     "New connections refused by the per-IP limits (max_conns_per_ip, conn_rate_per_ip).",
                                     NULL);
+    net__m.refused_fd = metric_counter("parley_connections_refused_no_fd_total",
+                                       "New connections accepted only to be closed at once: the process was out of file descriptors.",
+                                       NULL);
     net__m.accepted = metric_counter("parley_connections_accepted_total",
                                      "Connections accepted (UDP: peer addresses that opened a session).", NULL);
 }

@@ -395,7 +395,10 @@ struct net {
     int *udp_fds;                /* one per worker, until handed to it */
     size_t udp_max;              /* min(max_frame, NET_UDP_MAX) */
     atomic_bool udp_accepting;
-    uv_timer_t accept_pause;     /* EMFILE back-off */
+    uv_timer_t accept_pause;     /* back-off when accept cannot go on */
+    int spare_fd;                /* held in reserve to refuse at the fd limit */
+    uint64_t fd_refused, fd_pauses; /* at the fd limit, since the last log line */
+    uint64_t fd_log_ms;          /* clock_mono_ms of that line (0: none yet) */
     uv_timer_t ip_sweep;
     uv_async_t done_async;       /* a worker thread finished */
     net_worker *workers;
@@ -420,7 +423,7 @@ void net__worker_maybe_finish(net_worker *w);
  * net__metrics_drop (net_free). */
 typedef struct net__metrics {
     metric *frames_in[4], *frames_out[4], *bytes_in[4], *bytes_out[4], *slow[4];
-    metric *udp_dropped, *refused, *accepted;
+    metric *udp_dropped, *refused, *refused_fd, *accepted;
 } net__metrics;
 extern net__metrics net__m;
 void net__metrics_init(struct net *n);
