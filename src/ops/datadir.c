@@ -105,7 +105,10 @@ int ops_datadir_prepare(const char *dir, int *from, char *err, size_t errlen)
         return -1;
     }
     if (fd < 0) {
-        if (!has_parley_files(dir)) return write_version(dir, OPS_DATADIR_VERSION, err, errlen);
+        if (!has_parley_files(dir)) {
+            *from = -1;
+            return write_version(dir, OPS_DATADIR_VERSION, err, errlen);
+        }
     } else {
         ssize_t n = read(fd, text, sizeof text);
         close(fd);

@@ -30,7 +30,8 @@ void ops_process_metrics(void);
  *     step up to the current version runs, then the file is rewritten;
  *   - a newer version than OPS_DATADIR_VERSION: refused.
  * 0, or -1 with a one-line reason in err (for parleyd to print and exit
- * non-zero).  *from is set to the version found (0 for none). */
+ * non-zero).  *from is set to the version found: 0 for a directory made
+ * before versions, -1 for a fresh one. */
 int ops_datadir_prepare(const char *dir, int *from, char *err, size_t errlen);
 
 /* Parse the contents of a version file ("<n>\n"): the version, or -1 if

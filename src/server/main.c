@@ -74,7 +74,9 @@ static int prepare_data_dir(const char *dir, char *err, size_t errlen)
     }
     int from = 0;
     if (ops_datadir_prepare(dir, &from, err, errlen)) return -1;
-    if (from != OPS_DATADIR_VERSION) {
+    if (from < 0) {
+        log_event(LOG_INFO, "data directory initialised", "data", dir, NULL);
+    } else if (from != OPS_DATADIR_VERSION) {
         char f[16], t[16];
         snprintf(f, sizeof f, "%d", from);
         snprintf(t, sizeof t, "%d", OPS_DATADIR_VERSION);
