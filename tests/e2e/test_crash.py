@@ -1,4 +1,5 @@
-"""Crash safety end to end (issue 2, "Crash safety"; SPEC 2 Messaging:
+"""Crash safety end to end (issue 2, "Crash safety", and issue 5, kill -9
+under load with groups and channels; SPEC 2 Messaging:
 "Every message is stored durably before the sender's ack", gapless seqs,
 exactly-once retries).
 
@@ -255,4 +256,192 @@ def test_kill_9_while_sending_twice():
             s.kill()
         except Exception:
             pass
+        shutil.rmtree(data, ignore_errors=True)
+
+
+# ---- groups and channels (issue 5: "extend the crash test to groups") ----
+
+GROUP, CHANNEL = "crashg", "crashc"
+GSENDERS = [
+    # (sender, device, transport, {"to": user} or {"group": id})
+    ("u0", "web", "ws-json", {"group": GROUP}),
+    ("u1", "desktop", "tcp", {"group": GROUP}),
+    ("u2", "ios", "ws-pb", {"group": CHANNEL}),
+    ("u4", "web", "ws-json", {"group": CHANNEL}),
+    ("u3", "android", "tcp", {"to": "u4"}),
+]
+GMEMBERS = ["u0", "u1", "u2", "u3"]       # the group (write diffusion: inboxes)
+CMEMBERS = ["u0", "u1", "u2", "u4"]       # the channel (read diffusion: its own timeline)
+
+
+class DestSender(Sender):
+    """A Sender to a user or a group (dest is the send's target fields)."""
+
+    def __init__(self, conn, user, dest, prefix, window=8):
+        super().__init__(conn, user, None, prefix, window)
+        self.dest = dest
+
+    def run(self):
+        n, next_id = 0, 1
+        try:
+            while True:
+                while len(self.in_flight) < self.window:
+                    cmid = "%s-%d" % (self.prefix, n)
+                    n += 1
+                    body = dict(self.dest, cmid=cmid, text="%s says %s" % (self.user, cmid))
+                    self.conn.send({"id": next_id, "send": body})
+                    self.in_flight[next_id] = cmid
+                    next_id += 1
+                f = self.conn.recv(10)
+                if not f or f.get("id") not in self.in_flight:
+                    continue
+                cmid = self.in_flight.pop(f["id"])
+                if "send_ok" not in f:
+                    self.error = f
+                    return
+                self.acked[cmid] = (f["send_ok"]["conv"], f["send_ok"]["seq"])
+        except (Closed, OSError, ValueError, TimeoutError):
+            return
+
+
+def _conv(user, dest):
+    return "g:" + dest["group"] if "group" in dest else conv_of(user, dest["to"])
+
+
+def channel_all(c, group):
+    """Every message of a channel by channel sync from seq 0, oldest first."""
+    msgs, seq = [], 0
+    while True:
+        r = c.call({"sync": {"useq": 1 << 40, "channels": [{"group": group, "seq": seq}],
+                             "limit": 1000}})["sync_ok"]
+        ch = [x for x in r.get("channels", []) if x["group"] == group]
+        page = ch[0].get("msgs", []) if ch else []
+        msgs += page
+        if page:
+            seq = page[-1]["seq"]
+        if not ch or not ch[0].get("more") or not page:
+            return msgs
+
+
+def verify_groups(server, tokens, acked, in_flight, what):
+    readers = {u: connect(server, tokens[u], "cli", "ws-pb") for u in USERS}
+    stored_by_conv = {}
+    convs = sorted({_conv(u, d) for u, _, _, d in GSENDERS})
+    for conv in convs:
+        reader = readers["u0"] if conv.startswith("g:") else readers["u3"]
+        msgs = history_all(reader, conv)
+        seqs = [m["seq"] for m in msgs]
+        assert seqs == list(range(1, len(seqs) + 1)), "%s: %s seqs not gapless" % (what, conv)
+        stored = {(m["from"], m["cmid"]): m for m in msgs}
+        assert len(stored) == len(msgs), "%s: %s holds a message twice" % (what, conv)
+        for key, (c, seq) in acked.items():
+            if c == conv:
+                assert key in stored, "%s: acked %s lost from %s" % (what, key, conv)
+                assert stored[key]["seq"] == seq
+        for key in stored:
+            assert key in acked or key in in_flight, "%s: %s never sent" % (what, key)
+        stored_by_conv[conv] = {(conv, m["seq"]) for m in msgs}
+    # the channel as its members read it: by channel sync, gapless
+    chan = channel_all(readers["u4"], CHANNEL)
+    assert [m["seq"] for m in chan] == [s for _, s in sorted(stored_by_conv["g:" + CHANNEL])]
+    # inboxes: gapless, every group and dm message of the user once, no
+    # channel message (read diffusion)
+    for u in USERS:
+        entries, head = inbox_all(readers[u])
+        useqs = [e["useq"] for e in entries]
+        assert useqs == list(range(1, len(useqs) + 1)), "%s: inbox of %s not gapless" % (what, u)
+        assert head == len(useqs)
+        got = [(e["msg"]["conv"], e["msg"]["seq"]) for e in entries if "msg" in e]
+        assert len(got) == len(set(got)), "%s: inbox of %s has duplicates" % (what, u)
+        want = set()
+        for conv, keys in stored_by_conv.items():
+            if conv == "g:" + GROUP and u in GMEMBERS:
+                want |= keys
+            elif conv.startswith("dm:") and u in conv.split(":")[1:]:
+                want |= keys
+        assert set(got) == want, "%s: inbox of %s: missing %s, extra %s" % (
+            what, u, sorted(want - set(got))[:5], sorted(set(got) - want)[:5])
+    for c in readers.values():
+        c.close()
+    return {conv: len(keys) for conv, keys in stored_by_conv.items()}
+
+
+def test_kill_9_with_groups_and_channels():
+    """kill -9 while group, channel and 1:1 messages are sent over WS JSON,
+    WS protobuf and TCP; after a restart every acknowledged message is in
+    its conversation once with its acknowledged seq, seqs are gapless, the
+    group members' inboxes are gapless and hold each group message once,
+    the channel syncs gapless by seq, resending what was in flight stores
+    nothing twice, and sending goes on from N+1."""
+    seed = int.from_bytes(os.urandom(4), "big")
+    rng = random.Random(seed)
+    data = tempfile.mkdtemp(prefix="parley-crash-g-")
+    s = None
+    try:
+        s = Server(*FAST, data=data).start()
+        tokens = {u: s.signup(u) for u in USERS}
+        owner = connect(s, tokens["u0"], "bot", "ws-json")
+        r = owner.call({"group_create": {"group": GROUP, "name": "G", "kind": "group",
+                                         "members": GMEMBERS[1:]}})
+        assert "group_create_ok" in r, r
+        r = owner.call({"group_create": {"group": CHANNEL, "name": "C", "kind": "channel",
+                                         "members": ["u1", "u2"]}})
+        assert "group_create_ok" in r, r
+        j = connect(s, tokens["u4"], "bot", "ws-json")
+        assert "group_join_ok" in j.call({"group_join": {"group": CHANNEL}})
+        owner.close()
+        j.close()
+        senders, conns = [], []
+        for i, (user, device, transport, dest) in enumerate(GSENDERS):
+            c = connect(s, tokens[user], device, transport)
+            conns.append(c)
+            senders.append(DestSender(c, user, dest, "g-%d" % i))
+        for t in senders:
+            t.start()
+        deadline = time.time() + 20
+        while sum(len(t.acked) for t in senders) < 80:
+            assert time.time() < deadline, "senders made no progress:\n" + s.log()
+            assert all(t.is_alive() or t.error for t in senders)
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.4))
+        s.check_log()
+        s.kill()
+        for t in senders:
+            t.join(15)
+            assert not t.is_alive() and t.error is None, t.error
+        acked, in_flight = {}, set()
+        for (user, _, _, dest), t in zip(GSENDERS, senders):
+            for cmid, (conv, seq) in t.acked.items():
+                assert conv == _conv(user, dest)
+                acked[(user, cmid)] = (conv, seq)
+            in_flight |= {(user, cmid) for cmid in t.in_flight.values()}
+        for c in conns:
+            c.sock.close()
+        what = "seed %d" % seed
+        s = Server(*FAST, data=data).start()
+        verify_groups(s, tokens, acked, in_flight, what)
+        for i, (user, device, transport, dest) in enumerate(GSENDERS):
+            mine = sorted(cm for u, cm in in_flight if u == user and cm.startswith("g-%d-" % i))
+            if not mine:
+                continue
+            c = connect(s, tokens[user], "bot", "ws-json")
+            for cmid in mine:
+                ok = c.call({"send": dict(dest, cmid=cmid, text="%s says %s" % (user, cmid))})
+                ok = ok["send_ok"]
+                if (user, cmid) in acked:
+                    assert ok["seq"] == acked[(user, cmid)][1]
+                acked[(user, cmid)] = (ok["conv"], ok["seq"])
+            c.close()
+        counts = verify_groups(s, tokens, acked, set(), what + " after resends")
+        for i, (user, device, transport, dest) in enumerate(GSENDERS):
+            c = connect(s, tokens[user], device, transport)
+            conv = _conv(user, dest)
+            ok = c.call({"send": dict(dest, cmid="final-%d" % i, text="after")})["send_ok"]
+            assert ok["seq"] == counts[conv] + 1, (conv, ok, counts)
+            counts[conv] += 1
+            c.close()
+        s.stop()
+    finally:
+        if s:
+            s.kill()
         shutil.rmtree(data, ignore_errors=True)
