@@ -35,6 +35,7 @@
 #include "core/mem.h"
 #include "core/metrics.h"
 #include "server/server.h"
+#include "server/static.h"
 
 typedef struct route {
     const char *method;
@@ -342,8 +343,10 @@ static void readyz(srv_worker *sw, net_conn *c)
 static const char index_page[] =
     "<!doctype html><html lang=en><meta charset=utf-8><title>parley</title>"
     "<body><h1>parley is running</h1>"
-    "<p>The web chat page is not installed on this node. The HTTP API is at <code>/v1/</code>, "
-    "WebSockets at <code>/v1/ws</code>; see the README.</p></body></html>\n";
+    "<p>The web chat page is not installed on this node: build it with <code>make</code> (it needs "
+    "Node.js and npm), or point the setting <code>web_root</code> (<code>PARLEY_WEB_ROOT</code>) at "
+    "the built files, then restart parleyd. The HTTP API is at <code>/v1/</code>, WebSockets at "
+    "<code>/v1/ws</code>; see the README.</p></body></html>\n";
 
 void srv_http(srv_worker *sw, net_conn *c, const net_http_req *req)
 {
@@ -360,24 +363,16 @@ void srv_http(srv_worker *sw, net_conn *c, const net_http_req *req)
         metrics(sw, c);
         return;
     }
+    if (srv_static_serve(sw->srv->cfg.web_root, c, req)) return;
     if (get && !strcmp(req->path, "/")) {
         respond_text(c, 200, "text/html; charset=utf-8", index_page);
         return;
     }
-    param params[MAX_PARAMS];
-    size_t n_params = 0;
-    const route *rt = NULL;
-    char allow[64] = "";
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (!match(routes[i].pattern, req->path, params, &n_params)) continue;
-        if (!strcmp(routes[i].method, req->method)) {
-            rt = &routes[i];
-            break;
-        }
-        size_t used = strlen(allow);
-        snprintf(allow + used, sizeof allow - used, "%s%s", used ? ", " : "", routes[i].method);
-    }
-    if (!rt && *allow) {
+    char allow[64] = "", err[200];
+    chat_op op;
+    ProtobufCMessage *body = NULL;
+    int status = srv_route_decode(req, &op, &body, allow, sizeof allow, err, sizeof err);
+    if (status == 405) {
         /* The path exists with other methods: 405 with Allow (RFC 9110). */
         char extra[128];
         snprintf(extra, sizeof extra, "Cache-Control: no-store\r\nAllow: %s\r\n", allow);
@@ -389,15 +384,8 @@ void srv_http(srv_worker *sw, net_conn *c, const net_http_req *req)
         net_http_respond(c, 405, "application/json", extra, buf_begin(b), buf_size(b));
         return;
     }
-    if (!rt) {
-        respond_error(c, PL_NOT_FOUND, "no such endpoint", 0, &sw->scratch);
-        return;
-    }
-    char err[200];
-    ProtobufCMessage *body =
-        request_body(rt->op, rt->preset, rt->raw, req, params, n_params, err, sizeof err);
-    if (!body) {
-        respond_error(c, PL_BAD_REQUEST, err, 0, &sw->scratch);
+    if (status) {
+        respond_error(c, status == 404 ? PL_NOT_FOUND : PL_BAD_REQUEST, err, 0, &sw->scratch);
         return;
     }
     const char *auth = net_http_header(req, "Authorization");
@@ -407,8 +395,39 @@ void srv_http(srv_worker *sw, net_conn *c, const net_http_req *req)
     p->c = c;
     p->sw = sw;
     net_conn_set_data(c, p);
-    chat_http(sw->cw, rt->op, bearer, net_conn_remote_ip(c), body, reply, p);
+    chat_http(sw->cw, op, bearer, net_conn_remote_ip(c), body, reply, p);
     proto_free(body);
+}
+
+int srv_route_decode(const net_http_req *req, chat_op *op, ProtobufCMessage **body, char *allow,
+                     size_t allowlen, char *err, size_t errlen)
+{
+    param params[MAX_PARAMS];
+    size_t n_params = 0;
+    const route *rt = NULL;
+    *body = NULL;
+    if (allowlen) *allow = 0;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (!match(routes[i].pattern, req->path, params, &n_params)) continue;
+        if (!strcmp(routes[i].method, req->method)) {
+            rt = &routes[i];
+            break;
+        }
+        size_t used = strlen(allow);
+        if (used < allowlen)
+            snprintf(allow + used, allowlen - used, "%s%s", used ? ", " : "", routes[i].method);
+    }
+    if (!rt && allowlen && *allow) {
+        snprintf(err, errlen, "method not allowed");
+        return 405;
+    }
+    if (!rt) {
+        snprintf(err, errlen, "no such endpoint");
+        return 404;
+    }
+    *op = rt->op;
+    *body = request_body(rt->op, rt->preset, rt->raw, req, params, n_params, err, errlen);
+    return *body ? 0 : 400;
 }
 
 int srv_ws_check(server *srv, const net_http_req *req)

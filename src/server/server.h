@@ -76,6 +76,13 @@ void srv_udp_flush(srv_worker *sw);
 void srv_http(srv_worker *sw, net_conn *c, const net_http_req *req);
 /* routes.c: the pending HTTP call of a connection that closed */
 void srv_http_closed(net_conn *c);
+/* routes.c: the route of req and its body message, decoded as the chat
+ * op expects it (path parameters, query, JSON or raw body).  0 with *op
+ * and *body (free it with proto_free); or the status to answer: 404 (no
+ * such path), 405 (the path exists: its methods in allow), 400 (a bad
+ * body or parameter), with the reason in err.  Pure: no I/O, no chat. */
+int srv_route_decode(const net_http_req *req, chat_op *op, ProtobufCMessage **body, char *allow,
+                     size_t allowlen, char *err, size_t errlen);
 /* routes.c: refuse a WebSocket upgrade with an HTTP status, or 0 */
 int srv_ws_check(server *srv, const net_http_req *req);
 
