@@ -8,6 +8,11 @@
 
 #include "core/config.h"
 
+/* The web page's built files: CMake passes its build directory's web/. */
+#ifndef PARLEY_WEB_ROOT_DEFAULT
+#define PARLEY_WEB_ROOT_DEFAULT "./build/web"
+#endif
+
 #define S(name, type, def, min, max, help) \
     {#name, CONFIG_##type, def, min, max, help, offsetof(settings, name)}
 
@@ -23,6 +28,8 @@ const config_def settings_defs[] = {
     S(admin_token, STR, "", 0, 0, "admin API token (none: generated into DATA/admin.token)"),
     S(allowed_origins, STR, "", 0, 0,
       "comma-separated Origins allowed to open WebSockets, * for any (same host is always allowed)"),
+    S(web_root, STR, PARLEY_WEB_ROOT_DEFAULT, 0, 0,
+      "directory of the web chat page served at / (\"\" for none); read once, at the first request"),
     S(log_file, STR, "", 0, 0, "log file (none: stderr)"),
     S(log_level, STR, "info", 0, 0, "debug, info, warn or error"),
     S(max_frame, INT, "65536", 64, 16777216, "largest WebSocket message or TCP frame, bytes"),

@@ -19,6 +19,7 @@ typedef struct settings {
     int64_t workers;
     char *admin_token;
     char *allowed_origins;
+    char *web_root;
     char *log_file, *log_level;
     int64_t max_frame, max_header, max_body, max_outbound;
     int64_t header_timeout_ms, idle_timeout_ms, login_timeout_ms, shutdown_grace_ms;
