@@ -21,7 +21,9 @@
  * Caching: names that carry a content hash (app.1f2e3d4c5b.js, as
  * web/build.mjs writes them) are `immutable` for a year; every other file
  * (index.html) is `no-cache`, revalidated by its ETag (a 64-bit FNV-1a of
- * the content) with If-None-Match -> 304.  Last-Modified is sent too.
+ * the content) with If-None-Match -> 304.  Last-Modified is sent too.  A
+ * path that names no file is left to the API routes, which answer every
+ * unknown path with the same JSON 404.
  *
  * A rebuilt page is picked up when parleyd restarts.  Without index.html
  * under web_root nothing is served here and `/` shows routes.c's note that
@@ -393,11 +395,7 @@ bool srv_static_serve(const char *web_root, net_conn *c, const net_http_req *req
     const srv_static *t = table_get(web_root);
     if (!t) return false;
     const srv_static_file *f = srv_static_find(t, req->path);
-    if (!f) {
-        net_http_respond(c, 404, "text/plain; charset=utf-8",
-                         "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n", "not found\n", 10);
-        return true;
-    }
+    if (!f) return false; /* the API's JSON 404, like any unknown path */
     char modified[64];
     http_date(f->mtime, modified, sizeof modified);
     bool html = !strncmp(f->type, "text/html", 9);

@@ -58,8 +58,9 @@ bool srv_static_etag_match(const char *if_none_match, const char *etag);
 
 /* Serves a GET or HEAD of the page's files from the table of `web_root`
  * (loaded on first use, once per process).  Returns false, answering
- * nothing, for other methods, for /v1/ paths and when no page is installed
- * (no index.html under web_root); then the API routes answer. */
+ * nothing, for other methods, for /v1/ paths, for paths that name no file
+ * and when no page is installed (no index.html under web_root); then the
+ * API routes answer (a JSON 404 for an unknown path). */
 bool srv_static_serve(const char *web_root, net_conn *c, const net_http_req *req);
 
 #endif

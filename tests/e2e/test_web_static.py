@@ -133,6 +133,7 @@ def test_unknown_files_are_404_and_the_api_is_untouched(site):
         st, h, body = raw_request(site.http_port, target)
         assert st == 404, target
         assert h["cache-control"] == "no-store"
+        assert h["content-type"] == "application/json", "unknown paths get the API's JSON 404"
         assert SECRET not in body
     st, h, body = raw_request(site.http_port, "/v1/nothing")
     assert st == 404 and h["content-type"] == "application/json"
