@@ -200,6 +200,7 @@ class App {
   private readonly list = h("ul", { class: "convs", "aria-label": "Conversations" });
   private readonly sideNote = h("p", { class: "side-note", role: "alert" });
   private readonly results = h("ul", { class: "results", "aria-label": "Channels found" });
+  private readonly searchInput = h("input", { type: "search", name: "q", autocomplete: "off", placeholder: "Find channels" });
   private readonly chat = h("section", { class: "chat", "aria-label": "Conversation" });
   private readonly log = h("ol", { class: "msgs" });
   private readonly logBox = h("div", { class: "log", role: "log", "aria-label": "Conversation history", tabindex: 0 });
@@ -302,7 +303,7 @@ class App {
       });
     });
 
-    const search = h("input", { type: "search", name: "q", autocomplete: "off", placeholder: "Find channels" });
+    const search = this.searchInput;
     search.addEventListener("input", () => {
       clearTimeout(this.searchTimer);
       this.searchTimer = setTimeout(() => void this.search(search.value.trim()), 200);
@@ -624,6 +625,7 @@ class App {
       if (!member) await this.client.joinGroup(g.group);
       const conv = this.ensureConv(`g:${g.group}`, { kind: "channel", name: g.name ?? g.group });
       replace(this.results);
+      this.searchInput.value = "";
       this.open(conv.id);
     } catch (err) {
       this.note(describe(err));
