@@ -424,7 +424,8 @@ test("reconnect after the server restarts: goaway, backoff, resend, sync", async
     assert.equal(goaways, 1, "the server said goaway");
     await waitFor(() => ra.client.state === "waiting" || ra.client.state === "connecting", () => ra.client.state);
     const sent = ra.client.send({ to: b.user, text: "while down" });
-    await sleep(700); // a few failed attempts
+    // Stay down until the client has tried and failed at least once.
+    await waitFor(() => ra.states.filter((s) => s.state === "waiting").length >= 2, () => JSON.stringify(ra.states));
     assert.equal(ra.client.pending().length, 1);
 
     server = await Parleyd.start({ port, data });
