@@ -4,8 +4,14 @@
  *
  * Thread: everything here runs on the connection's worker thread.
  *
+ * Sockets.  A stream connection is a socket watched with a uv_poll_t
+ * (160 bytes, where a uv_tcp_t takes 248 and brings a write queue parley
+ * does not need); the reads, writes and shutdown are plain system calls
+ * here.  The poll watches for input while `reading` and for room while a
+ * write is pending (poll_update), and changes only when that changes.
+ *
  * Reading.  Every connection of a worker reads into the worker's one 64 KiB
- * buffer (alloc_cb); the protocol code (httpconn.c, ws.c, tcpframe.c)
+ * buffer (read_some); the protocol code (httpconn.c, ws.c, tcpframe.c)
  * parses straight from it and copies only an incomplete frame or an
  * unanswered pipelined request into the connection's `in` buffer.
  *
@@ -13,12 +19,12 @@
  * `out` and put the connection on the worker's dirty list; the worker's
  * prepare hook (loop.c) calls net__conn_flush for each dirty connection
  * once per loop iteration, just before the loop sleeps.  A flush is one
- * uv_try_write of everything queued; what the kernel does not take moves,
- * buffer and all, into a write request (net__wreq) handed to uv_write, and
- * `out` starts afresh, so the bytes libuv holds never move.  While a write
- * is in flight, new frames wait in `out` for the next flush.  Invariant:
- * `out` holds only whole frames; a frame cut by a partial write lives on in
- * the in-flight request.  That is what lets a slow consumer's queue be
+ * send of everything queued; what the kernel does not take moves, buffer
+ * and all, into the pending write (net__wreq), sent as the socket has room
+ * (write_pending), and `out` starts afresh.  While a write is pending, new
+ * frames wait in `out` for the next flush.  Invariant: `out` holds only
+ * whole frames; a frame cut by a partial write lives on in the pending
+ * write.  That is what lets a slow consumer's queue be
  * dropped (net__conn_out_room) without corrupting the stream: the close
  * frame that follows still lands on a frame boundary.  A buffer that has
  * been written out goes to the worker's cache (up to NET__OUT_CACHE of at
@@ -28,12 +34,12 @@
  *
  * Closing (see the diagram in net.h).  net_close queues the WebSocket
  * close frame and enters CLOSING; once everything is written the
- * connection sends FIN (uv_shutdown) and LINGERs, reading and discarding
+ * connection sends FIN (shutdown) and LINGERs, reading and discarding
  * until the peer's EOF, so a peer still sending does not turn our close
  * into a reset that could destroy the response or close frame it has not
  * read yet.  CLOSING and LINGER together last at most NET__CLOSE_GRACE_MS
  * (the sweep enforces it).  net__conn_close_now runs on_close, once, and
- * uv_close; the memory goes in close_cb.  Peer EOF, errors and timeouts all
+ * uv_close; the socket and the memory go in close_cb.  Peer EOF, errors and timeouts all
  * end there too.
  *
  * The sweep (net__conn_sweep, every NET__TICK_MS from loop.c) replaces
@@ -46,14 +52,16 @@
  * closed before the loop sleeps) and the idle timeout; they have no
  * stream, no buffers and no linger.
  *
- * Memory of an idle connection (x86-64, glibc): a net__sconn is 408
- * bytes, of which 248 are libuv's uv_tcp_t, allocated as one 416-byte
+ * Memory of an idle connection (x86-64, glibc): a net__sconn is 328
+ * bytes, of which 160 are libuv's uv_poll_t, allocated as one 336-byte
  * chunk; libuv adds an 8-byte watcher slot per fd.  Connections hold no
  * buffer they are not using, no HTTP parser between requests and no wslay
  * context between frames (httpconn.c, ws.c), so an idle WebSocket costs
- * about 424 bytes of user-space memory here, plus its IP's shared entry;
+ * about 344 bytes of user-space memory here, plus its IP's shared entry;
  * tests/unit/net/test_idle_mem.c measures it on a burst of 5,000.
  */
+#include <errno.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -63,39 +71,37 @@
 
 static atomic_uint_fast64_t next_id = 1;
 
-/* The stream handle of an HTTP, WebSocket or TCP connection. */
-static uv_tcp_t *stream_of(net_conn *c) { return &NET__CONTAINER_OF(c, net__sconn, c)->tcp; }
+static net__sconn *sconn_of(net_conn *c) { return NET__CONTAINER_OF(c, net__sconn, c); }
 
 uint64_t net__conn_next_id(void) { return atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed); }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+static void poll_cb(uv_poll_t *h, int status, int events);
 static void close_cb(uv_handle_t *h);
 
-static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
+/* Watch for input while reading and for room while a write is pending. */
+static void poll_update(net_conn *c)
 {
-    net_conn *c = h->data;
-    b->base = (char *)c->w->rbuf;
-    b->len = NET__RBUF_SIZE;
+    if (c->state == NET__S_CLOSED) return;
+    unsigned ev = (c->reading ? UV_READABLE : 0) | (c->wreq ? UV_WRITABLE : 0);
+    if (ev == c->polled) return;
+    c->polled = ev & 3u;
+    net__sconn *sc = sconn_of(c);
+    if (ev) uv_poll_start(&sc->poll, (int)ev, poll_cb);
+    else uv_poll_stop(&sc->poll);
 }
 
 void net__conn_read_start(net_conn *c)
 {
     if (c->reading || c->eof || c->state == NET__S_CLOSED) return;
-    if (uv_read_start((uv_stream_t *)stream_of(c), alloc_cb, read_cb) == 0) c->reading = 1;
+    c->reading = 1;
+    poll_update(c);
 }
 
 void net__conn_read_stop(net_conn *c)
 {
     if (!c->reading) return;
-    uv_read_stop((uv_stream_t *)stream_of(c));
     c->reading = 0;
-}
-
-static void open_failed_cb(uv_handle_t *h)
-{
-    net_conn *c = h->data;
-    net__iptab_release(c->w->n->ips, c->ip);
-    pl_free(NET__CONTAINER_OF(c, net__sconn, c));
+    poll_update(c);
 }
 
 void net__conn_accept(net_worker *w, int fd, net_kind kind, net__ip *ip)
@@ -103,19 +109,20 @@ void net__conn_accept(net_worker *w, int fd, net_kind kind, net__ip *ip)
     net *n = w->n;
     net__sconn *sc = PL_NEW(net__sconn);
     net_conn *c = &sc->c;
+    if (uv_poll_init(&w->loop, &sc->poll, fd)) {
+        close(fd);
+        net__iptab_release(n->ips, ip);
+        pl_free(sc);
+        return;
+    }
+    sc->poll.data = c;
+    sc->fd = fd;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->w = w;
     c->ip = ip;
     c->kind = (uint8_t)kind;
     c->id = net__conn_next_id();
-    uv_tcp_init(&w->loop, &sc->tcp);
-    sc->tcp.data = c;
-    if (uv_tcp_open(&sc->tcp, fd)) {
-        close(fd);
-        c->state = NET__S_CLOSED;
-        uv_close((uv_handle_t *)&sc->tcp, open_failed_cb);
-        return;
-    }
-    uv_tcp_nodelay(&sc->tcp, 1);
 
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
@@ -169,22 +176,37 @@ static void read_ended(net_conn *c, int err)
     }
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+static void input(net_conn *c, const uint8_t *p, size_t n)
 {
-    net_conn *c = s->data;
-    if (nread == 0) return;
-    if (nread < 0) {
-        read_ended(c, (int)nread);
-        return;
-    }
     if (c->state >= NET__S_CLOSING) return; /* input after our close is dropped */
     c->last_rx = net__now(c->w);
-    metric_add(net__m.bytes_in[c->kind], (uint64_t)nread);
-    const uint8_t *p = (const uint8_t *)b->base;
+    metric_add(net__m.bytes_in[c->kind], (uint64_t)n);
     switch (c->kind) {
-    case NET_HTTP: net__http_input(c, p, (size_t)nread); break;
-    case NET_WS: net__ws_input(c, p, (size_t)nread); break;
-    case NET_TCP: net__tcp_input(c, p, (size_t)nread); break;
+    case NET_HTTP: net__http_input(c, p, n); break;
+    case NET_WS: net__ws_input(c, p, n); break;
+    case NET_TCP: net__tcp_input(c, p, n); break;
+    }
+}
+
+/* Read while there is input and the connection still reads: a full
+ * buffer is read again at once (up to NET__READS_PER_EVENT times), a short
+ * read waits for the next readiness. */
+static void read_some(net_conn *c)
+{
+    net_worker *w = c->w;
+    int fd = sconn_of(c)->fd;
+    for (int i = 0; i < NET__READS_PER_EVENT && c->reading; i++) {
+        ssize_t r = recv(fd, w->rbuf, NET__RBUF_SIZE, 0);
+        if (r > 0) {
+            input(c, w->rbuf, (size_t)r);
+            if ((size_t)r < NET__RBUF_SIZE) return;
+        } else if (r == 0) {
+            read_ended(c, UV_EOF);
+            return;
+        } else if (errno != EINTR) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) read_ended(c, -errno);
+            return;
+        }
     }
 }
 
@@ -259,61 +281,64 @@ int net__conn_out_room(net_conn *c, size_t n)
     return -1;
 }
 
-static void write_cb(uv_write_t *req, int status)
+/* Send what b holds, as far as the kernel takes it.  Returns 0, or -1 if
+ * the connection failed (it is closed then). */
+static int write_some(net_conn *c, buf *b)
 {
-    net__wreq *wr = NET__CONTAINER_OF(req, net__wreq, u.write);
-    net_conn *c = req->handle->data;
+    ssize_t r;
+    do {
+        r = send(sconn_of(c)->fd, buf_begin(b), buf_size(b), MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        net__conn_close_now(c);
+        return -1;
+    }
+    metric_add(net__m.bytes_out[c->kind], (uint64_t)r);
+    buf_consume(b, (size_t)r);
+    return 0;
+}
+
+/* The socket has room for the pending write. */
+static void write_pending(net_conn *c)
+{
+    net__wreq *wr = c->wreq;
+    if (write_some(c, &wr->b) || buf_size(&wr->b)) return;
     c->wreq = NULL;
     out_recycle(c->w, &wr->b);
     pl_free(wr);
-    if (status < 0) {
-        if (status != UV_ECANCELED) net__conn_close_now(c);
-        return;
-    }
+    poll_update(c);
     if (buf_size(&c->out) || c->state == NET__S_CLOSING) net__conn_mark_dirty(c);
 }
 
-static void shutdown_cb(uv_shutdown_t *req, int status)
-{
-    net__wreq *wr = NET__CONTAINER_OF(req, net__wreq, u.shutdown);
-    net_conn *c = req->handle->data;
-    c->wreq = NULL;
-    pl_free(wr);
-    if (status < 0 && status != UV_ECANCELED) net__conn_close_now(c);
-}
-
-/* Hand the unwritten rest of `out` to uv_write. */
-static int start_write(net_conn *c)
+/* The unwritten rest of `out` becomes the pending write. */
+static void start_pending(net_conn *c)
 {
     net__wreq *wr = pl_malloc(sizeof *wr);
     wr->b = c->out;
     memset(&c->out, 0, sizeof c->out);
-    uv_buf_t b = uv_buf_init((char *)buf_begin(&wr->b), (unsigned)buf_size(&wr->b));
-    if (uv_write(&wr->u.write, (uv_stream_t *)stream_of(c), &b, 1, write_cb)) {
-        buf_free(&wr->b);
-        pl_free(wr);
-        net__conn_close_now(c);
-        return -1;
-    }
     c->wreq = wr;
-    metric_add(net__m.bytes_out[c->kind], b.len);
-    return 0;
+    poll_update(c);
+}
+
+static void poll_cb(uv_poll_t *h, int status, int events)
+{
+    net_conn *c = h->data;
+    if (status < 0) { /* libuv reports a socket error (POLLERR) so */
+        net__conn_close_now(c);
+        return;
+    }
+    if ((events & UV_WRITABLE) && c->wreq) write_pending(c);
+    if ((events & UV_READABLE) && c->reading) read_some(c);
 }
 
 /* Everything is written: send FIN and wait for the peer's EOF. */
 static void begin_linger(net_conn *c)
 {
-    if (c->eof) {
+    if (c->eof || shutdown(sconn_of(c)->fd, SHUT_WR)) {
         net__conn_close_now(c);
         return;
     }
-    net__wreq *wr = PL_NEW(net__wreq);
-    if (uv_shutdown(&wr->u.shutdown, (uv_stream_t *)stream_of(c), shutdown_cb)) {
-        pl_free(wr);
-        net__conn_close_now(c);
-        return;
-    }
-    c->wreq = wr;
     c->state = NET__S_LINGER;
     net__conn_read_start(c);
 }
@@ -328,17 +353,9 @@ void net__conn_flush(net_conn *c)
     }
     if (c->state == NET__S_CLOSED) return;
     if (!c->wreq && buf_size(&c->out)) {
-        uv_buf_t b = uv_buf_init((char *)buf_begin(&c->out), (unsigned)buf_size(&c->out));
-        int r = uv_try_write((uv_stream_t *)stream_of(c), &b, 1);
-        if (r == UV_EAGAIN) r = 0;
-        if (r < 0) {
-            net__conn_close_now(c);
-            return;
-        }
-        metric_add(net__m.bytes_out[c->kind], (uint64_t)r);
-        buf_consume(&c->out, (size_t)r);
+        if (write_some(c, &c->out)) return;
         if (buf_size(&c->out)) {
-            if (start_write(c)) return;
+            start_pending(c);
         } else {
             /* All written: the buffer serves whoever sends next. */
             out_recycle(c->w, &c->out);
@@ -371,7 +388,7 @@ void net__conn_close_now(net_conn *c)
     net__conn_read_stop(c);
     net_callbacks *cb = &c->w->n->cb;
     if (cb->on_close) cb->on_close(c);
-    uv_close((uv_handle_t *)stream_of(c), close_cb);
+    uv_close((uv_handle_t *)&sconn_of(c)->poll, close_cb);
 }
 
 static void close_cb(uv_handle_t *h)
@@ -388,9 +405,14 @@ static void close_cb(uv_handle_t *h)
     } else if (c->kind == NET_WS) {
         net__ws_free(c);
     }
+    if (c->wreq) {
+        buf_free(&c->wreq->b);
+        pl_free(c->wreq);
+    }
     out_recycle(w, &c->out);
     buf_free(&c->in);
-    pl_free(NET__CONTAINER_OF(c, net__sconn, c));
+    close(sconn_of(c)->fd);
+    pl_free(sconn_of(c));
     net__worker_maybe_finish(w);
 }
 

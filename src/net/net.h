@@ -75,10 +75,10 @@
  * min(max_frame, NET_UDP_MAX) bytes either way: a longer one received is
  * dropped, a longer one sent is refused.
  *
- * Memory.  An idle stream connection holds about 420 bytes here (its
- * struct with libuv's handle) and nothing else: each worker lends one HTTP
- * parser and one wslay context to whichever of its connections is being
- * fed (a connection in the middle of a fragmented WebSocket message keeps
+ * Memory.  An idle stream connection holds about 340 bytes here (its
+ * struct with libuv's poll handle) and nothing else: each worker lends one
+ * HTTP parser and one wslay context to whichever of its connections is
+ * being fed (a connection in the middle of a fragmented WebSocket message keeps
  * a context of its own until the message ends), outbound buffers go back
  * to a small per-worker cache as soon as they are written, and an inbound
  * buffer exists only while a frame is incomplete (see conn.c, httpconn.c

@@ -43,8 +43,10 @@
 
 #define NET__CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-/* Size of the one read buffer each worker lends to all its connections. */
+/* Size of the one read buffer each worker lends to all its connections,
+ * and how many times a connection reads it full per readiness event. */
 #define NET__RBUF_SIZE (64u * 1024u)
+#define NET__READS_PER_EVENT 16
 /* How long a closing connection may take to flush and linger. */
 #define NET__CLOSE_GRACE_MS 1000u
 /* Period of the worker's sweep over its connections (timeouts). */
@@ -253,12 +255,9 @@ typedef enum net__state {
     NET__S_CLOSED,      /* on_close ran; freed when libuv closed the handle */
 } net__state;
 
-/* An in-flight write (the bytes moved out of conn->out) or shutdown. */
+/* A pending write: the bytes moved out of conn->out that the kernel has
+ * not taken yet. */
 typedef struct net__wreq {
-    union {
-        uv_write_t write;
-        uv_shutdown_t shutdown;
-    } u;
     buf b;
 } net__wreq;
 
@@ -291,7 +290,7 @@ struct net_conn {
         wslay_event_context_ptr ws; /* NET_WS: only while a frame is being fed or a
                                        fragmented message is in progress (ws.c) */
     } p;
-    net__wreq *wreq;
+    net__wreq *wreq;             /* a write waiting for room, or NULL */
     uint32_t last_rx;            /* loop ms (wrapping) of the last input or response */
     uint32_t t_mark;             /* head wait start (HTTP) or closing start */
     uint16_t close_code;
@@ -302,13 +301,15 @@ struct net_conn {
     unsigned in_pump : 1;        /* HTTP: inside the request loop */
     unsigned stop_pending : 1;   /* HTTP: net_stop came while the app had a request */
     unsigned eof : 1;            /* the peer's EOF was read */
-    unsigned reading : 1;        /* uv_read_start is in effect */
+    unsigned reading : 1;        /* input is wanted (polled for) */
+    unsigned polled : 2;         /* the UV_READABLE | UV_WRITABLE being polled for */
     unsigned ws_frag : 1;        /* WS: a fragmented message is being received */
 };
 
 typedef struct net__sconn {
     net_conn c;
-    uv_tcp_t tcp;                /* tcp.data == &c */
+    uv_poll_t poll;              /* poll.data == &c */
+    int fd;                      /* the socket, closed in close_cb */
 } net__sconn;
 
 /* A UDP peer address: what a datagram came from and goes to. */
