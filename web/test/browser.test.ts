@@ -232,6 +232,21 @@ test("the page: served with the right headers, sign up, 1:1 chat, typing, receip
   await snap(a, "alice-channel");
   await snap(c, "carol-channel");
 
+  // Alice logs in on another web page: this one is kicked and says so, without reconnecting.
+  const ctxA2 = await browser.newContext(wide);
+  ctxA2.setDefaultTimeout(WAIT);
+  const a2 = await ctxA2.newPage();
+  await a2.goto(server.httpUrl + "/");
+  await a2.getByLabel("User id", { exact: true }).fill(alice);
+  await a2.getByLabel("Password", { exact: true }).fill(PASSWORD);
+  await a2.getByRole("button", { name: "Log in", exact: true }).click();
+  await until(async () => (await status(a2)) === "Online", () => status(a2));
+  await a.getByText("You signed in on another web page").waitFor({ timeout: WAIT });
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(await status(a), "Disconnected", "a kicked page does not reconnect by itself");
+  await snap(a, "alice-kicked-by-another-page");
+  await ctxA2.close();
+
   await ctxA.close();
   await ctxB.close();
   await ctxC.close();
