@@ -104,31 +104,41 @@ void store__k_name(store__key *k, const char *t, const char *name, const char *u
     store__k3(k, STORE__K_NAME, t, ln, u);
 }
 
-void store__k_conv(store__key *k, const char *t, const char *conv)
+static void store__k_n(store__key *k, char family, uint64_t n)
 {
-    store__k3(k, STORE__K_MSG, t, conv, NULL);
+    store__key_init(k, family);
+    store__key_u64(k, n);
 }
 
-void store__k_msg(store__key *k, const char *t, const char *conv, uint64_t seq)
+void store__k_conv(store__key *k, uint64_t conv) { store__k_n(k, STORE__K_MSG, conv); }
+
+void store__k_msg(store__key *k, uint64_t conv, uint64_t seq)
 {
-    store__k_conv(k, t, conv);
+    store__k_n(k, STORE__K_MSG, conv);
     store__key_u64(k, seq);
 }
 
-void store__k_inbox(store__key *k, const char *t, const char *u)
+void store__k_inbox(store__key *k, uint64_t u) { store__k_n(k, STORE__K_INBOX, u); }
+
+void store__k_dedup(store__key *k, uint64_t from, const char *cmid)
 {
-    store__k3(k, STORE__K_INBOX, t, u, NULL);
+    store__k_n(k, STORE__K_DEDUP, from);
+    store__key_str(k, cmid);
 }
 
-void store__k_dedup(store__key *k, const char *t, const char *from, const char *cmid)
+void store__k_read(store__key *k, uint64_t u, uint64_t conv)
 {
-    store__k3(k, STORE__K_DEDUP, t, from, cmid);
+    store__k_n(k, STORE__K_READ, u);
+    store__key_u64(k, conv);
 }
 
-void store__k_read(store__key *k, const char *t, const char *u, const char *conv)
+void store__k_num(store__key *k, const char *t, char kind, const char *id)
 {
-    store__k3(k, STORE__K_READ, t, u, conv);
+    char kd[2] = {kind, 0};
+    store__k3(k, STORE__K_NUM, t, kd, id);
 }
+
+void store__k_num_last(store__key *k) { store__key_init(k, STORE__K_NUM); }
 
 void store__k_revoked(store__key *k, const char *jti)
 {

@@ -3,6 +3,11 @@
  *
  * A key is one family byte followed by components.  A string component is
  * the string's bytes and a terminating NUL; a number is 8 bytes big-endian.
+ * The families written with every message (M, I, D, R) name their
+ * conversation and user by number instead of by string: the id map (K)
+ * gives each (tenant, user) and (tenant, conversation) a number, and those
+ * keys are short, with a fixed-size prefix (family byte + number) that
+ * tells apart one conversation's or inbox's keys from the next.
  * Because a C string cannot hold a NUL, a string component always ends at
  * its first NUL, so no id, however malformed, can make one key a prefix of
  * another entity's key range: "ann" encodes as "ann\0" and "ann\0x" cannot
@@ -43,7 +48,17 @@ enum {
     STORE__K_CHANNAME = 'L',
     STORE__K_FRIEND = 'F',
     STORE__K_HOME = 'H',
+    STORE__K_NUM = 'K',
 };
+
+/* Kinds of the id map (K): what a number stands for. */
+#define STORE__NUM_USER 'u'
+#define STORE__NUM_CONV 'c'
+
+/* Bytes of the prefix that groups a numbered key range: the family byte
+ * and the number (M n, I n, D n, R n).  RocksDB keeps an insert position
+ * per such prefix (rocksdb.c). */
+#define STORE__NUM_PREFIX 9
 
 /* Bytes of a lower-cased name kept in the name indexes (N, L). */
 #define STORE__LNAME_MAX 64
@@ -95,11 +110,16 @@ void store__lname(char out[STORE__LNAME_MAX + 1], const char *name);
 void store__k_tenant(store__key *k, const char *t);
 void store__k_user(store__key *k, const char *t, const char *u);
 void store__k_name(store__key *k, const char *t, const char *name, const char *u);
-void store__k_conv(store__key *k, const char *t, const char *conv);   /* M t conv */
-void store__k_msg(store__key *k, const char *t, const char *conv, uint64_t seq);
-void store__k_inbox(store__key *k, const char *t, const char *u);     /* I t u */
-void store__k_dedup(store__key *k, const char *t, const char *from, const char *cmid);
-void store__k_read(store__key *k, const char *t, const char *u, const char *conv);
+void store__k_conv(store__key *k, uint64_t conv);                      /* M conv# */
+void store__k_msg(store__key *k, uint64_t conv, uint64_t seq);
+void store__k_inbox(store__key *k, uint64_t u);                        /* I user# */
+void store__k_dedup(store__key *k, uint64_t from, const char *cmid);
+void store__k_read(store__key *k, uint64_t u, uint64_t conv);
+/* K t kind id: the number of a user (kind STORE__NUM_USER) or a
+ * conversation (STORE__NUM_CONV). */
+void store__k_num(store__key *k, const char *t, char kind, const char *id);
+/* K alone: the last number given out. */
+void store__k_num_last(store__key *k);
 void store__k_revoked(store__key *k, const char *jti);
 void store__k_group(store__key *k, const char *t, const char *g);
 void store__k_member(store__key *k, const char *t, const char *g, const char *u);

@@ -24,10 +24,11 @@
 #include "store/store_int.h"
 
 /* The layout version written under key "V"; bump when keys change.
- * 2: groups, channels, friends and home lists (G P J C L F H); a version 1
- * database gets the home rows of its existing 1:1 conversations when it
- * is first opened (store__rdb_upgrade). */
-#define STORE__LAYOUT_VERSION 2
+ * 2: groups, channels, friends and home lists (G P J C L F H).
+ * 3: M, I, D and R name conversations and users by number (the id map K).
+ * An older database is brought forward when it is opened
+ * (store__rdb_upgrade, rdb_upgrade.c); a newer one is refused. */
+#define STORE__LAYOUT_VERSION 3
 
 /* A batch stops taking further requests once its writes staged this many
  * keys (a single request is never split, however many it stages). */
@@ -36,7 +37,7 @@
 /* Member rows kept by the member cache in all (rdb_groups.c). */
 #define STORE__MCACHE_ROWS (1u << 19)
 
-typedef struct store__ctr store__ctr;
+typedef struct store__entx store__entx;
 typedef struct store__ov store__ov;
 typedef struct store__mc store__mc;
 typedef struct store__md store__md;
@@ -45,7 +46,6 @@ typedef struct store__md store__md;
 typedef struct store__op {
     const char *key, *val;
     size_t klen, vlen;
-    size_t order;                  /* staging order, to keep the sort stable */
     bool del;
 } store__op;
 
@@ -58,7 +58,7 @@ typedef struct store__rdb {
     store base;
     char *path;                    /* DATA/rocksdb */
     size_t max_batch;
-    size_t ctr_max;                /* counter cache entries kept between batches */
+    size_t ent_max;                /* id cache entries kept between batches */
     bool shm_log;                  /* RocksDB's LOG is in /dev/shm */
 
     rocksdb_t *db;
@@ -86,9 +86,11 @@ typedef struct store__rdb {
     bool failing;                  /* the last batch write failed */
     uint64_t reopen_at;            /* monotonic ms of the last reopen attempt */
     uint64_t err_logged_at;        /* monotonic ms of the last failed-batch log */
-    store__ctr *ctrs;              /* counter cache (uthash) */
-    store__ctr *lru_first, *lru_last;
-    size_t n_ctrs;
+    store__entx *ents;             /* id cache (uthash) */
+    store__entx *lru_first, *lru_last;
+    size_t n_ents;
+    uint64_t num_last;             /* the last number the id map gave out */
+    uint64_t num_last_disk;        /* ... as stored (num_last before the batch) */
     store__mc *mcache;             /* member cache of groups (uthash, rdb_groups.c) */
     store__mc *mc_first, *mc_last; /* its LRU list, most recent first */
     size_t mc_rows;                /* member rows it holds */
@@ -157,20 +159,58 @@ void store__iter_open(store__rdb *s, store__iter *it, const store__key *lo, cons
 int store__iter_close(store__iter *it, store_req *r);
 
 /*
- * The last number assigned in the range of keys `prefix` + 8-byte number
- * (a conversation's messages, a user's inbox), from the cache or loaded
- * by a reverse seek.  The caller stores the new last number through the
- * pointer, which stays valid until the batch ends.  NULL with r failed on
- * a read error.
+ * The id cache (rocksdb.c): for a (tenant, user) or (tenant,
+ * conversation) its number in the id map (K) and the last number of its
+ * key range.  An entry is always "disk plus what the current batch
+ * staged", like everything the store thread caches: numbers and counters
+ * are given out from it, the keys they number are staged in the same
+ * batch, entries are evicted only between batches and a failed batch
+ * drops them all.  Pointers to entries stay valid until the batch ends.
  */
-uint64_t *store__counter(store__rdb *s, store_req *r, const store__key *prefix);
+typedef struct store__ent {
+    uint64_t num;                  /* 0: none given out yet, so no M, I, D or R
+                                      key of it exists */
+    uint64_t last;                 /* the last seq (conversation, M) or useq
+                                      (user, I) numbered; valid if has_last */
+    bool has_last;
+    bool exists;                   /* users: its U record is known to exist (users
+                                      are never deleted) */
+} store__ent;
 
-/* The counter's cached value if it is in the cache (without loading it or
- * touching the LRU order), else NULL. */
-const uint64_t *store__counter_peek(store__rdb *s, const store__key *prefix);
-/* Enter a counter found by the caller's own read of the committed state
- * (reads only, never while a batch is being built); kept if cached. */
-void store__counter_prime(store__rdb *s, const store__key *prefix, uint64_t last);
+/* The entry of user (kind STORE__NUM_USER) or conversation
+ * (STORE__NUM_CONV) id of tenant t, loaded if needed; NULL with r failed
+ * on a read error. */
+store__ent *store__ent_get(store__rdb *s, store_req *r, const char *t, char kind, const char *id);
+/* The same for n ids at once (one MultiGet for those not cached): out[i]
+ * for ids[i].  Returns 0, or -1 with r failed. */
+int store__ents_get(store__rdb *s, store_req *r, const char *t, char kind, const char *const *ids,
+                    size_t n, store__ent **out);
+/* The last number of e's range in family STORE__K_MSG (a conversation's
+ * seq) or STORE__K_INBOX (a user's useq), loaded by a reverse seek if not
+ * known; the caller stores a new last number through the pointer.  NULL
+ * with r failed on a read error. */
+uint64_t *store__ent_last(store__rdb *s, store_req *r, store__ent *e, char family);
+/* Forget every entry (a failed batch, a reopen, an upgrade). */
+void store__ent_drop_all(store__rdb *s);
+/* e's number, given out now (staging its K record) if it has none: write
+ * ops only, once nothing can fail any more. */
+uint64_t store__ent_num(store__rdb *s, store__ent *e);
+
+/* ---- rocksdb.c, for the layout upgrades ---- */
+
+/* Stage the layout version (key V). */
+void store__meta_stage(store__rdb *s, uint32_t version);
+/* Write everything staged so far as one synced batch (with the last
+ * number given out), then start afresh (overlay, scratch).  Returns 0, or
+ * -1 with r failed. */
+int store__rdb_write_staged(store__rdb *s, store_req *r);
+
+/* ---- rdb_upgrade.c ---- */
+
+/* Bring a database of layout `from` (older than STORE__LAYOUT_VERSION)
+ * forward, at open, before the store thread starts; on failure writes a
+ * one-line reason into err and returns -1. */
+int store__rdb_upgrade(store__rdb *s, uint32_t from, char *err, size_t errlen);
 
 /* ---- rdb_groups.c, called by rocksdb.c ---- */
 

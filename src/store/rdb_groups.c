@@ -453,9 +453,9 @@ static void group_set(store__rdb *s, store_req *r, store_group *g, const char *i
     g->created_at = rec->created_at;
     g->members = rec->members;
     if (with_seq) {
-        store__key k;
-        store__k_conv(&k, r->tenant_id, store__group_conv(&s->scratch, id));
-        uint64_t *last = store__counter(s, r, &k);
+        store__ent *ce =
+            store__ent_get(s, r, r->tenant_id, STORE__NUM_CONV, store__group_conv(&s->scratch, id));
+        uint64_t *last = ce ? store__ent_last(s, r, ce, STORE__K_MSG) : NULL;
         if (last) g->last_seq = *last;
     }
 }
@@ -717,6 +717,13 @@ void store__op_member_add(store__rdb *s, store_req *r)
                     (unsigned long long)(g->members + na), r->limit);
         return;
     }
+    /* The conversation's latest seq, for the new members' read positions,
+     * and their id cache entries, loaded before anything is staged. */
+    store__ent *ce = store__ent_get(s, r, t, STORE__NUM_CONV, store__group_conv(&s->scratch, id));
+    uint64_t *last = ce ? store__ent_last(s, r, ce, STORE__K_MSG) : NULL;
+    if (!last) return;
+    store__ent **es = arena_alloc(&s->scratch, (na ? na : 1) * sizeof(*es));
+    if (*last && store__ents_get(s, r, t, STORE__NUM_USER, added, na, es)) return;
     store_event ev = group_event(s, r, id, "group_joined");
     uint64_t *ev_useqs = arena_alloc(&s->scratch, (na ? na : 1) * sizeof(*ev_useqs));
     if (store__stage_events(s, r, t, added, na, &ev, ev_useqs)) return;
@@ -735,16 +742,13 @@ void store__op_member_add(store__rdb *s, store_req *r)
         group_put(s, t, id, g);
         /* A new member has read what came before it joined: its home shows
          * no unread backlog of a channel it has just found. */
-        store__key k;
-        const char *conv = store__group_conv(&s->scratch, id);
-        store__k_conv(&k, t, conv);
-        uint64_t *last = store__counter(s, r, &k);
-        if (last && *last) {
+        if (*last) {
             Parley__Rec__ReadPos rp = PARLEY__REC__READ_POS__INIT;
             rp.has_seq = 1;
             rp.seq = *last;
             for (size_t i = 0; i < na; i++) {
-                store__k_read(&k, t, added[i], conv);
+                store__key k;
+                store__k_read(&k, store__ent_num(s, es[i]), ce->num);
                 store__put(s, &k, &rp);
             }
         }

@@ -82,15 +82,30 @@ store_event *store__event_from_rec(arena *a, const Parley__Rec__Event *e)
     return ev;
 }
 
+int store__inboxes_load(store__rdb *s, store_req *r, const char *tenant, const char *const *users,
+                        size_t n, store__ent **es)
+{
+    if (store__ents_get(s, r, tenant, STORE__NUM_USER, users, n, es)) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!store__ent_last(s, r, es[i], STORE__K_INBOX)) return -1;
+    return 0;
+}
+
+uint64_t store__inbox_put(store__rdb *s, store__ent *e, const char *v, size_t vlen)
+{
+    store__key k;
+    store__k_inbox(&k, store__ent_num(s, e));
+    uint64_t useq = ++e->last;
+    store__key_u64(&k, useq);
+    store__put_raw(s, &k, v, vlen);
+    return useq;
+}
+
 int store__stage_events(store__rdb *s, store_req *r, const char *tenant, const char *const *users,
                         size_t n, const store_event *ev, uint64_t *useqs)
 {
-    uint64_t **ctrs = arena_alloc(&s->scratch, (n ? n : 1) * sizeof(*ctrs));
-    for (size_t i = 0; i < n; i++) {
-        store__key k;
-        store__k_inbox(&k, tenant, users[i]);
-        if (!(ctrs[i] = store__counter(s, r, &k))) return -1;
-    }
+    store__ent **es = arena_alloc(&s->scratch, (n ? n : 1) * sizeof(*es));
+    if (store__inboxes_load(s, r, tenant, users, n, es)) return -1;
     /* Every entry holds the same event: pack it once. */
     Parley__Rec__Event e = PARLEY__REC__EVENT__INIT;
     store__event_rec(&e, ev, s->now);
@@ -99,13 +114,7 @@ int store__stage_events(store__rdb *s, store_req *r, const char *tenant, const c
     size_t vlen = parley__rec__entry__get_packed_size(&en);
     uint8_t *v = arena_alloc(&s->scratch, vlen ? vlen : 1);
     parley__rec__entry__pack(&en, v);
-    for (size_t i = 0; i < n; i++) {
-        store__key k;
-        store__k_inbox(&k, tenant, users[i]);
-        useqs[i] = ++*ctrs[i];
-        store__key_u64(&k, useqs[i]);
-        store__put_raw(s, &k, (const char *)v, vlen);
-    }
+    for (size_t i = 0; i < n; i++) useqs[i] = store__inbox_put(s, es[i], (const char *)v, vlen);
     return 0;
 }
 
@@ -296,12 +305,12 @@ static bool is_dm(const char *conv) { return strncmp(conv, "dm:", 3) == 0; }
  * that, is always above the stored position too.  This saves a point
  * read on every message.
  */
-static void append_effects(store__rdb *s, store_req *r)
+static void append_effects(store__rdb *s, store_req *r, uint64_t from, uint64_t conv)
 {
     store_append *a = &r->append;
     const char *t = r->tenant_id;
     store__key k;
-    store__k_read(&k, t, a->from, a->conv);
+    store__k_read(&k, from, conv);
     Parley__Rec__ReadPos rp = PARLEY__REC__READ_POS__INIT;
     rp.has_seq = 1;
     rp.seq = a->seq;
@@ -320,6 +329,20 @@ static void append_effects(store__rdb *s, store_req *r)
         store__k_home(&k, t, users[i], a->conv);
         store__put(s, &k, &h);
     }
+}
+
+/* 1 if user exists (seeing the batch), 0 if not, -1 with r failed.  A
+ * user found once is remembered in its id cache entry: users are never
+ * deleted, so a dm's recipient is checked without a read from then on. */
+static int user_exists(store__rdb *s, store_req *r, const char *t, store__ent *e, const char *user)
+{
+    if (e->exists) return 1;
+    store__key uk;
+    store__k_user(&uk, t, user);
+    void *u;
+    int f = store__get(s, r, true, &uk, &parley__rec__user__descriptor, &s->scratch, &u);
+    if (f > 0) e->exists = true;
+    return f;
 }
 
 static void op_msg_append(store__rdb *s, store_req *r)
@@ -345,9 +368,12 @@ static void op_msg_append(store__rdb *s, store_req *r)
     for (size_t i = 0; i < a->n_rcpt; i++)
         if (!store__need_id(r, "recipient", a->rcpt[i])) return;
 
-    store__key dk;
-    if (dedup) {
-        store__k_dedup(&dk, t, a->from, a->cmid);
+    store__ent *fe = store__ent_get(s, r, t, STORE__NUM_USER, a->from);
+    if (!fe) return;
+    /* A sender without a number has never sent a message: no dedup entry. */
+    if (dedup && fe->num) {
+        store__key dk;
+        store__k_dedup(&dk, fe->num, a->cmid);
         Parley__Rec__Dedup *d;
         int f = store__get(s, r, true, &dk, &parley__rec__dedup__descriptor, &s->scratch,
                            (void **)&d);
@@ -371,10 +397,8 @@ static void op_msg_append(store__rdb *s, store_req *r)
         }
     }
     if (a->must_exist) {
-        store__key uk;
-        store__k_user(&uk, t, a->must_exist);
-        void *u;
-        int f = store__get(s, r, true, &uk, &parley__rec__user__descriptor, &s->scratch, &u);
+        store__ent *me = store__ent_get(s, r, t, STORE__NUM_USER, a->must_exist);
+        int f = me ? user_exists(s, r, t, me, a->must_exist) : -1;
         if (f < 0) return;
         if (f == 0) {
             store__fail(r, PL_NOT_FOUND, "no such user");
@@ -398,28 +422,25 @@ static void op_msg_append(store__rdb *s, store_req *r)
     if (a->group && store__group_append_check(s, r)) return;
 
     /* Load every counter before staging anything. */
-    store__key ck;
-    store__k_conv(&ck, t, a->conv);
-    uint64_t *conv_ctr = store__counter(s, r, &ck);
+    store__ent *ce = store__ent_get(s, r, t, STORE__NUM_CONV, a->conv);
+    uint64_t *conv_ctr = ce ? store__ent_last(s, r, ce, STORE__K_MSG) : NULL;
     if (!conv_ctr) return;
-    uint64_t **ctrs = arena_alloc(&s->scratch, (a->n_rcpt ? a->n_rcpt : 1) * sizeof(*ctrs));
-    for (size_t i = 0; i < a->n_rcpt; i++) {
-        store__key ik;
-        store__k_inbox(&ik, t, a->rcpt[i]);
-        if (!(ctrs[i] = store__counter(s, r, &ik))) return;
-    }
+    store__ent **es = arena_alloc(&s->scratch, (a->n_rcpt ? a->n_rcpt : 1) * sizeof(*es));
+    if (store__inboxes_load(s, r, t, a->rcpt, a->n_rcpt, es)) return;
     uint64_t *useqs = a->n_rcpt ? arena_alloc(&r->arena, a->n_rcpt * sizeof(*useqs)) : NULL;
 
     a->seq = ++*conv_ctr;
     a->ts = s->now;
-    append_effects(s, r);
+    uint64_t cnum = store__ent_num(s, ce), fnum = store__ent_num(s, fe);
+    append_effects(s, r, fnum, cnum);
     Parley__Rec__Msg m = PARLEY__REC__MSG__INIT;
     m.from = (char *)a->from;
     m.text = (char *)(a->text ? a->text : "");
     m.cmid = dedup ? (char *)a->cmid : NULL;
     m.has_ts = 1;
     m.ts = a->ts;
-    store__key_u64(&ck, a->seq);
+    store__key ck;
+    store__k_msg(&ck, cnum, a->seq);
     store__put(s, &ck, &m);
 
     Parley__Rec__Entry en = PARLEY__REC__ENTRY__INIT;
@@ -429,13 +450,7 @@ static void op_msg_append(store__rdb *s, store_req *r)
     size_t vlen = parley__rec__entry__get_packed_size(&en);
     uint8_t *v = arena_alloc(&s->scratch, vlen);
     parley__rec__entry__pack(&en, v);
-    for (size_t i = 0; i < a->n_rcpt; i++) {
-        store__key ik;
-        store__k_inbox(&ik, t, a->rcpt[i]);
-        useqs[i] = ++*ctrs[i];
-        store__key_u64(&ik, useqs[i]);
-        store__put_raw(s, &ik, (const char *)v, vlen);
-    }
+    for (size_t i = 0; i < a->n_rcpt; i++) useqs[i] = store__inbox_put(s, es[i], (const char *)v, vlen);
     a->useqs = useqs;
 
     if (dedup) {
@@ -448,6 +463,8 @@ static void op_msg_append(store__rdb *s, store_req *r)
          * others are many and a retry only answers the sender. */
         d.n_useqs = a->group ? (a->n_rcpt ? 1 : 0) : a->n_rcpt;
         d.useqs = useqs;
+        store__key dk;
+        store__k_dedup(&dk, fnum, a->cmid);
         store__put(s, &dk, &d);
     }
 }
@@ -478,23 +495,32 @@ static void op_read_set(store__rdb *s, store_req *r)
     if (!ev || !store__need_id(r, "conv", ev->conv)) return;
     /* A position never points past the latest message (append_effects
      * relies on it). */
-    store__key k;
-    store__k_conv(&k, r->tenant_id, ev->conv);
-    uint64_t *head = store__counter(s, r, &k);
+    store__ent *ce = store__ent_get(s, r, r->tenant_id, STORE__NUM_CONV, ev->conv);
+    uint64_t *head = ce ? store__ent_last(s, r, ce, STORE__K_MSG) : NULL;
     if (!head) return;
     if (ev->seq > *head) ev->seq = *head;
-    store__k_read(&k, r->tenant_id, r->user_id, ev->conv);
-    Parley__Rec__ReadPos *old;
-    int f = store__get(s, r, true, &k, &parley__rec__read_pos__descriptor, &s->scratch,
-                       (void **)&old);
-    if (f < 0) return;
+    store__ent *ue = store__ent_get(s, r, r->tenant_id, STORE__NUM_USER, r->user_id);
+    if (!ue) return;
+    uint64_t old = 0;
+    if (ue->num && ce->num) {
+        store__key k;
+        store__k_read(&k, ue->num, ce->num);
+        Parley__Rec__ReadPos *rec;
+        int f = store__get(s, r, true, &k, &parley__rec__read_pos__descriptor, &s->scratch,
+                           (void **)&rec);
+        if (f < 0) return;
+        if (f > 0) old = rec->seq;
+    }
     uint64_t *useqs = arena_alloc(&r->arena, sizeof(*useqs));
     r->useqs = useqs;
-    if (ev->seq <= (f > 0 ? old->seq : 0)) return; /* not higher: nothing written, useqs[0] = 0 */
+    if (ev->seq <= old) return; /* not higher: nothing written, useqs[0] = 0 */
     store_event e = *ev;
     if (!e.kind) e.kind = "read";
     if (!e.ts) e.ts = s->now;
     if (store__stage_events(s, r, r->tenant_id, &r->user_id, 1, &e, useqs)) return;
+    /* seq > 0 here, so the conversation has messages and a number. */
+    store__key k;
+    store__k_read(&k, store__ent_num(s, ue), ce->num);
     Parley__Rec__ReadPos rp = PARLEY__REC__READ_POS__INIT;
     rp.has_seq = 1;
     rp.seq = ev->seq;
@@ -683,10 +709,20 @@ static void resolve_msgs(store__rdb *s, store_req *r, store_entry *entries, size
     char **vals = arena_alloc(&s->scratch, m * sizeof(*vals));
     size_t *vlens = arena_alloc(&s->scratch, m * sizeof(*vlens));
     char **errs = arena_alloc(&s->scratch, m * sizeof(*errs));
+    const char **convs = arena_alloc(&s->scratch, m * sizeof(*convs));
+    store__ent **ces = arena_alloc(&s->scratch, m * sizeof(*ces));
+    for (size_t i = 0, j = 0; i < n; i++)
+        if (entries[i].msg) convs[j++] = entries[i].msg->conv;
+    if (store__ents_get(s, r, r->tenant_id, STORE__NUM_CONV, convs, m, ces)) {
+        for (size_t i = 0; i < n; i++)
+            if (entries[i].msg) entries[i].msg->from = entries[i].msg->text = "";
+        return;
+    }
     for (size_t i = 0, j = 0; i < n; i++) {
         if (!entries[i].msg) continue;
         store__key k;
-        store__k_msg(&k, r->tenant_id, entries[i].msg->conv, entries[i].msg->seq);
+        /* Number 0 (cannot happen: the entry's message exists) finds none. */
+        store__k_msg(&k, ces[j]->num, entries[i].msg->seq);
         keys[j] = arena_memdup(&s->scratch, k.b, k.len);
         klens[j++] = k.len;
     }
@@ -719,11 +755,12 @@ static void op_inbox_read(store__rdb *s, store_req *r)
     if (!store__need_id(r, "tenant id", r->tenant_id) || !store__need_id(r, "user id", r->user_id)) return;
     uint32_t limit = store__limit(r->limit);
     store__key prefix, lo, hi;
-    store__k_inbox(&prefix, r->tenant_id, r->user_id);
-    uint64_t *head = store__counter(s, r, &prefix);
+    store__ent *ue = store__ent_get(s, r, r->tenant_id, STORE__NUM_USER, r->user_id);
+    uint64_t *head = ue ? store__ent_last(s, r, ue, STORE__K_INBOX) : NULL;
     if (!head) return;
     r->head = *head;
     if (r->after >= r->head) return;
+    store__k_inbox(&prefix, ue->num);
     lo = prefix;
     store__key_u64(&lo, r->after + 1);
     store__key_succ(&prefix, &hi);
@@ -759,9 +796,8 @@ static void op_inbox_read(store__rdb *s, store_req *r)
 static void op_inbox_head(store__rdb *s, store_req *r)
 {
     if (!store__need_id(r, "tenant id", r->tenant_id) || !store__need_id(r, "user id", r->user_id)) return;
-    store__key prefix;
-    store__k_inbox(&prefix, r->tenant_id, r->user_id);
-    uint64_t *head = store__counter(s, r, &prefix);
+    store__ent *ue = store__ent_get(s, r, r->tenant_id, STORE__NUM_USER, r->user_id);
+    uint64_t *head = ue ? store__ent_last(s, r, ue, STORE__K_INBOX) : NULL;
     if (head) r->head = *head;
 }
 
@@ -779,8 +815,10 @@ static void op_history(store__rdb *s, store_req *r)
 {
     if (!store__need_id(r, "tenant id", r->tenant_id) || !store__need_id(r, "conv", r->conv)) return;
     uint32_t limit = store__limit(r->limit);
+    store__ent *ce = store__ent_get(s, r, r->tenant_id, STORE__NUM_CONV, r->conv);
+    if (!ce || !ce->num) return; /* no messages */
     store__key lo, hi;
-    store__k_conv(&lo, r->tenant_id, r->conv);
+    store__k_conv(&lo, ce->num);
     if (r->before) {
         hi = lo;
         store__key_u64(&hi, r->before);
@@ -811,11 +849,12 @@ static void op_conv_read(store__rdb *s, store_req *r)
     if (!store__need_id(r, "tenant id", r->tenant_id) || !store__need_id(r, "conv", r->conv)) return;
     uint32_t limit = store__limit(r->limit);
     store__key prefix, lo, hi;
-    store__k_conv(&prefix, r->tenant_id, r->conv);
-    uint64_t *head = store__counter(s, r, &prefix);
+    store__ent *ce = store__ent_get(s, r, r->tenant_id, STORE__NUM_CONV, r->conv);
+    uint64_t *head = ce ? store__ent_last(s, r, ce, STORE__K_MSG) : NULL;
     if (!head) return;
     r->head = *head;
     if (r->after >= r->head) return;
+    store__k_conv(&prefix, ce->num);
     lo = prefix;
     store__key_u64(&lo, r->after + 1);
     store__key_succ(&prefix, &hi);
@@ -880,8 +919,11 @@ static void op_read_get(store__rdb *s, store_req *r)
     if (!store__need_id(r, "tenant id", r->tenant_id) || !store__need_id(r, "user id", r->user_id) ||
         !store__need_id(r, "conv", r->conv))
         return;
+    store__ent *ue = store__ent_get(s, r, r->tenant_id, STORE__NUM_USER, r->user_id);
+    store__ent *ce = ue ? store__ent_get(s, r, r->tenant_id, STORE__NUM_CONV, r->conv) : NULL;
+    if (!ce || !ue->num || !ce->num) return; /* never read (or a read error) */
     store__key k;
-    store__k_read(&k, r->tenant_id, r->user_id, r->conv);
+    store__k_read(&k, ue->num, ce->num);
     Parley__Rec__ReadPos *rec;
     int f = store__get(s, r, false, &k, &parley__rec__read_pos__descriptor, &s->scratch,
                        (void **)&rec);

@@ -57,6 +57,17 @@ void store__event_rec(Parley__Rec__Event *e, const store_event *ev, uint64_t now
 store_event *store__event_from_rec(arena *a, const Parley__Rec__Event *e);
 
 /*
+ * The id cache entries of users[0..n) (es[i]) with their inbox counters
+ * loaded, so staging inbox entries for them cannot fail.  Returns 0, or
+ * -1 with r failed.
+ */
+int store__inboxes_load(store__rdb *s, store_req *r, const char *tenant, const char *const *users,
+                        size_t n, store__ent **es);
+/* Stage the next inbox entry (value v) of the user of e, loaded by
+ * store__inboxes_load; returns its useq. */
+uint64_t store__inbox_put(store__rdb *s, store__ent *e, const char *v, size_t vlen);
+
+/*
  * Stage an inbox entry holding ev for each of users[0..n) and set
  * useqs[i] to its number.  Every counter is loaded before anything is
  * staged, so on a read error (-1, r failed) nothing was.

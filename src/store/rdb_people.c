@@ -25,8 +25,8 @@
  * Home.  A user's conversations are the H rows (1:1s, written with their
  * first message) and the J rows (groups and channels, written with the
  * membership).  STORE_HOME scans both, finds each conversation's last
- * message (a point read when the counter cache knows its last seq, else
- * one reverse seek, which then primes the cache) and the user's read
+ * message (a point read when the id cache knows its last seq, else one
+ * reverse seek, which then enters it into the cache) and the user's read
  * position, with MultiGet for the point reads, and sorts by activity.
  */
 #include <stdlib.h>
@@ -112,11 +112,8 @@ void store__op_friend(store__rdb *s, store_req *r)
     if (mine == -2) return;
     /* Both inbox counters are loaded before anything is staged. */
     const char *both[2] = {u, o};
-    for (int i = 0; i < 2; i++) {
-        store__key k;
-        store__k_inbox(&k, t, both[i]);
-        if (!store__counter(s, r, &k)) return;
-    }
+    store__ent *es[2];
+    if (store__inboxes_load(s, r, t, both, 2, es)) return;
     uint64_t *useqs = arena_alloc(&r->arena, 2 * sizeof(*useqs));
     const int FRIENDS = PARLEY__REC__FRIEND_STATE__FRIEND_FRIENDS,
               REQUESTED = PARLEY__REC__FRIEND_STATE__FRIEND_REQUESTED,
@@ -223,7 +220,7 @@ typedef struct hconv {
     const char *group;         /* groups: the id */
     uint64_t since;            /* when the dm began or the user joined */
     uint64_t last_seq;         /* the conversation's last seq (0: no message) */
-    bool seek;                 /* not in the counter cache: find it by a seek */
+    store__ent *ce;            /* the conversation's id cache entry */
     Parley__Rec__Msg *last;    /* in scratch */
 } hconv;
 
@@ -274,21 +271,23 @@ static int home_scan(store__rdb *s, store_req *r, const store__key *prefix, bool
 }
 
 /*
- * The last message of each conversation whose last seq the counter cache
- * does not know: one reverse seek each, on one iterator over the tenant's
- * messages; the seq found primes the cache.
+ * The last message of each conversation whose last seq the id cache does
+ * not know: one reverse seek each, on one iterator over all messages; the
+ * seq found is entered into the cache (a read: the cache equals the
+ * committed state).
  */
 static int home_seek_last(store__rdb *s, store_req *r, hconv *hs, size_t n)
 {
     store__key lo, hi;
-    store__k_conv(&lo, r->tenant_id, NULL);
+    store__key_init(&lo, STORE__K_MSG);
     store__key_succ(&lo, &hi);
     store__iter it;
     store__iter_open(s, &it, &lo, &hi);
     for (size_t i = 0; i < n; i++) {
-        if (!hs[i].seek) continue;
+        store__ent *ce = hs[i].ce;
+        if (ce->has_last || !ce->num) continue;
         store__key prefix, end;
-        store__k_conv(&prefix, r->tenant_id, hs[i].c.conv);
+        store__k_conv(&prefix, ce->num);
         store__key_succ(&prefix, &end);
         rocksdb_iter_seek_for_prev(it.it, end.b, end.len);
         uint64_t seq = 0;
@@ -303,7 +302,8 @@ static int home_seek_last(store__rdb *s, store_req *r, hconv *hs, size_t n)
             }
         }
         hs[i].last_seq = seq;
-        store__counter_prime(s, &prefix, seq);
+        ce->last = seq;
+        ce->has_last = true;
     }
     return store__iter_close(&it, r) || r->status != PL_OK ? -1 : 0;
 }
@@ -322,6 +322,12 @@ void store__op_home(store__rdb *s, store_req *r)
     if (home_scan(s, r, &prefix, true, &v)) goto out;
     hconv *hs = (hconv *)v.p;
     size_t n = v.n;
+    store__ent *ue = store__ent_get(s, r, t, STORE__NUM_USER, u);
+    if (!ue) goto out;
+    const char **convs = arena_alloc(&s->scratch, (n ? n : 1) * sizeof(*convs));
+    store__ent **ces = arena_alloc(&s->scratch, (n ? n : 1) * sizeof(*ces));
+    for (size_t i = 0; i < n; i++) convs[i] = hs[i].c.conv;
+    if (store__ents_get(s, r, t, STORE__NUM_CONV, convs, n, ces)) goto out;
 
     /* Point reads: the last message where its seq is cached, the read
      * position of every conversation, the record of every group. */
@@ -334,22 +340,21 @@ void store__op_home(store__rdb *s, store_req *r)
     size_t *kread = kmsg + n, *kgroup = kmsg + 2 * n;
     for (size_t i = 0; i < n; i++) {
         store__key k;
-        store__k_conv(&k, t, hs[i].c.conv);
-        const uint64_t *last = store__counter_peek(s, &k);
-        kmsg[i] = SIZE_MAX;
-        hs[i].seek = !last;
-        if (last && *last) {
-            hs[i].last_seq = *last;
-            store__key_u64(&k, *last);
+        store__ent *ce = hs[i].ce = ces[i];
+        kmsg[i] = kread[i] = kgroup[i] = SIZE_MAX;
+        if (ce->has_last && ce->last) {
+            hs[i].last_seq = ce->last;
+            store__k_msg(&k, ce->num, ce->last);
             keys[nk] = arena_memdup(&s->scratch, k.b, k.len);
             klens[nk] = k.len;
             kmsg[i] = nk++;
         }
-        store__k_read(&k, t, u, hs[i].c.conv);
-        keys[nk] = arena_memdup(&s->scratch, k.b, k.len);
-        klens[nk] = k.len;
-        kread[i] = nk++;
-        kgroup[i] = SIZE_MAX;
+        if (ue->num && ce->num) {
+            store__k_read(&k, ue->num, ce->num);
+            keys[nk] = arena_memdup(&s->scratch, k.b, k.len);
+            klens[nk] = k.len;
+            kread[i] = nk++;
+        }
         if (i >= ndm) {
             store__k_group(&k, t, hs[i].group);
             keys[nk] = arena_memdup(&s->scratch, k.b, k.len);
@@ -366,7 +371,7 @@ void store__op_home(store__rdb *s, store_req *r)
                                     vals[kmsg[i]], vlens[kmsg[i]]);
             if (!h->last) goto out;
         }
-        if (vals[kread[i]]) {
+        if (kread[i] != SIZE_MAX && vals[kread[i]]) {
             Parley__Rec__ReadPos *rp = store__decode(r, &parley__rec__read_pos__descriptor,
                                                      &s->scratch, vals[kread[i]], vlens[kread[i]]);
             if (!rp) goto out;

@@ -10,9 +10,10 @@
  *
  *     take ──> writes: validate, read through the batch, stage into ONE
  *              write batch; later writes of the batch see earlier ones
- *              (consecutive seqs from the counter cache; dedup entries,
- *              users, tenants, read positions from the batch overlay)
- *              (and membership changes per group, for the member cache)
+ *              (numbers and consecutive seqs from the id cache; dedup
+ *              entries, users, tenants, read positions from the batch
+ *              overlay) (and membership changes per group, for the member
+ *              cache)
  *          ──> one rocksdb write, WAL synced (cfg->sync)
  *          ──> reads: against the committed state
  *          ──> completions: one chain per reply_to mailbox
@@ -22,13 +23,13 @@
  * STORE__BATCH_KEYS keys (a group message stages one inbox entry per
  * member), but one request is never split: adding 100,000 members is one
  * write batch, one synced write and one reply.  Staged writes are handed
- * to RocksDB sorted by key, which makes the memtable inserts several times
- * cheaper (store__fill_batch).
+ * to RocksDB in staging order; the memtable finds each insert's place
+ * from the last insert with the same 9-byte prefix (store__rdb_options).
  *
  * Failures.  If the batch write fails, every write of the batch fails with
  * PL_UNAVAILABLE, nothing is applied (RocksDB writes a batch atomically)
- * and the counter cache is dropped, so numbers are reloaded from what is
- * on disk; the overlay only ever lives for one batch.  RocksDB then
+ * and the id cache is dropped, so numbers are reloaded from what is on
+ * disk; the overlay only ever lives for one batch.  RocksDB then
  * refuses writes until reopened, so the next batches reopen it, at most
  * once a second, until that succeeds (store__rdb_reopen):
  *
@@ -56,12 +57,18 @@
  *   N tenant lname user        (empty) name index: lname is the user's name,
  *                              ASCII-lowercased, cut to 64 bytes; exists
  *                              exactly while U has that name
- *   M tenant conv seq          Msg     seq = 1, 2, 3... gapless per conv
- *   I tenant user useq         Entry   useq = 1, 2, 3... gapless per user; a
+ *   K tenant kind id           Num     the id map: the number of a user
+ *                              (kind "u") or a conversation (kind "c") of
+ *                              the tenant, given out the first time one
+ *                              of its M, I, D or R keys is written
+ *   K                          Num     the last number given out
+ *   M conv# seq                Msg     seq = 1, 2, 3... gapless per conv
+ *   I user# useq               Entry   useq = 1, 2, 3... gapless per user; a
  *                              message entry points at an existing M key
- *   D tenant from cmid         Dedup   the result of the first append with
+ *                              (by conversation id and seq)
+ *   D from# cmid               Dedup   the result of the first append with
  *                              this cmid; written in the same batch as it
- *   R tenant user conv         ReadPos only ever raised; a message append
+ *   R user# conv#              ReadPos only ever raised; a message append
  *                              raises the sender's to the message's seq
  *   X jti                      Revoked purged after expires_at
  *   G tenant group             Group   a group or channel, with its member
@@ -84,15 +91,34 @@
  * A group's conversation is "g:" + id (its messages under M), a 1:1's is
  * "dm:a:b"; the chat layer builds both.
  *
- * Counters.  No counter keys exist: the last seq of a conversation is the
- * number in the last M key of its range, found by one reverse seek when a
- * conversation is first touched (likewise the last useq of an inbox from
- * its I keys).  The store thread keeps these in a cache (uthash keyed by
- * the range prefix, least recently used entries evicted between batches
- * beyond cfg->counter_cache entries).  Because a number is assigned from the
- * cache and the key it numbers is staged in the same batch, the cache is
- * always "what is on disk plus what the current batch staged".  Eviction
- * happens only between batches, when the two agree.
+ * Numbers (conv#, user#; layout 3).  Every message writes about five keys
+ * (M, two I, D, R), and inserting them into the memtable's skip list is
+ * most of the store thread's work: each insert compares its key with
+ * others a few dozen times (more in Debian's build of RocksDB, which keeps
+ * its assertions).  With strings, keys of one tenant share long prefixes
+ * ("M default\0dm:b1a2b3c_"), so every comparison reads far into both
+ * keys; and a range's prefix has no fixed length, so RocksDB cannot keep
+ * an insert position per conversation or inbox.  So the hot families name
+ * the conversation or user by an 8-byte number from the id map: their keys
+ * are short, differ early, and the family byte and number (9 bytes, keys.h
+ * STORE__NUM_PREFIX) are the prefix RocksDB keeps an insert position for.
+ * Numbers are global (not per tenant), start at 1 and are never reused;
+ * a user or conversation gets one the first time it needs a key, in the
+ * batch that writes that key.  A number's K row, the last number given
+ * out (K alone) and the keys it numbers are all staged in one batch.
+ *
+ * The id cache.  For each (tenant, user) and (tenant, conversation) the
+ * store thread touched recently it keeps the number (0: none yet, so no
+ * numbered key of it exists: a sender without one has no dedup entries),
+ * the last seq or useq of its M or I range (found by one reverse seek when
+ * first needed: there are no counter keys), and for users whether the U
+ * record is known to exist (users are never deleted, so a dm's recipient
+ * is checked once, not per message).  uthash keyed by the K key, least
+ * recently used entries evicted between batches beyond cfg->counter_cache
+ * entries.  Because numbers and seqs are given out from the cache and the
+ * keys they number are staged in the same batch, the cache is always
+ * "what is on disk plus what the current batch staged".  Eviction happens
+ * only between batches, when the two agree.
  *
  * Member cache.  A group message (kind "group") goes to every member's
  * inbox, so its recipients are read per message; rdb_groups.c keeps the
@@ -101,7 +127,7 @@
  * always "disk plus what the current batch staged": a membership change
  * drops the group's entry, and a list loaded during a batch is the rows on
  * disk merged with the batch's changes to that group (s->mdelta).  A
- * failed batch drops the whole cache, like the counter cache.
+ * failed batch drops the whole cache, like the id cache.
  */
 #include <errno.h>
 #include <glob.h>
@@ -129,11 +155,12 @@
 /* Commit metrics (core/metrics.h), registered by store__rdb_open. */
 static metric *m_commit_seconds, *m_batch_writes;
 
-struct store__ctr {
+/* An entry of the id cache: the public part, and its K key. */
+struct store__entx {
+    store__ent e;
     UT_hash_handle hh;
-    store__ctr *prev, *next;   /* LRU list, most recent first */
-    uint64_t last;
-    size_t keylen;
+    store__entx *prev, *next;  /* LRU list, most recent first */
+    size_t klen;
     char key[];
 };
 
@@ -141,15 +168,18 @@ struct store__ctr {
  * The batch overlay: the latest value the batch being built staged for
  * each key of a family that writes read back (tenants, users, dedup
  * entries, read positions, groups, members, friends), so later writes of
- * the batch see it.  Entries
+ * the batch see it, and the staged write it is, so a second write of the
+ * key in the batch replaces the first instead of adding a memtable entry
+ * (a sender's read position, raised by each of its messages).  Entries
  * live in the scratch arena; the table is cleared after every batch.
  * Messages and inbox entries are never read back: their numbers come from
- * the counter cache.
+ * the id cache.
  */
 struct store__ov {
     UT_hash_handle hh;
     const char *val;           /* NULL: deleted */
     size_t vlen;
+    size_t op;                 /* index of its write in s->ops */
     size_t klen;
     char key[];
 };
@@ -168,21 +198,6 @@ static bool store__readback(const store__key *k)
     default:
         return false;
     }
-}
-
-static void store__ov_set(store__rdb *s, const store__key *k, const char *v, size_t n)
-{
-    if (!store__readback(k)) return;
-    store__ov *o = NULL;
-    HASH_FIND(hh, s->overlay, k->b, k->len, o);
-    if (!o) {
-        o = arena_alloc(&s->scratch, sizeof(*o) + k->len);
-        memcpy(o->key, k->b, k->len);
-        o->klen = k->len;
-        HASH_ADD_KEYPTR(hh, s->overlay, o->key, o->klen, o);
-    }
-    o->val = v;
-    o->vlen = n;
 }
 
 /* ---- small helpers ---- */
@@ -336,43 +351,53 @@ void store__put(store__rdb *s, const store__key *k, const void *msg)
 }
 
 /*
- * Staged writes are kept as a list and handed to RocksDB sorted by key:
- * the memtable inserts a run of ascending keys far faster than random ones
- * (its skip list reuses the previous insert position), and the batch's
- * keys are otherwise scattered over conversations and inboxes.  The sort
- * is stable on the staging order, so of two writes to one key the later
- * still wins.
+ * Staged writes are kept in a list in staging order and handed to RocksDB
+ * as they are: the memtable keeps an insert position per key prefix
+ * (memtable_insert_with_hint_prefix_extractor, store__rdb_options), and a
+ * conversation's or an inbox's keys arrive in ascending order, so sorting
+ * the batch would cost more than it saves.  Of two writes to one key of a
+ * read-back family the second replaces the first in place (see the
+ * overlay); for other families the later write wins in RocksDB.
  */
 static void store__stage(store__rdb *s, const store__key *k, const char *v, size_t n, bool del)
 {
     store__key_check(k);
+    store__ov *o = NULL;
+    if (store__readback(k)) {
+        HASH_FIND(hh, s->overlay, k->b, k->len, o);
+        if (o) {
+            store__op *op = &s->ops[o->op];
+            op->val = v;
+            op->vlen = n;
+            op->del = del;
+            o->val = v;
+            o->vlen = n;
+            return;
+        }
+        o = arena_alloc(&s->scratch, sizeof(*o) + k->len);
+        memcpy(o->key, k->b, k->len);
+        o->klen = k->len;
+        o->val = v;
+        o->vlen = n;
+        o->op = s->n_ops;
+        HASH_ADD_KEYPTR(hh, s->overlay, o->key, o->klen, o);
+    }
     if (s->n_ops == s->ops_cap) {
         s->ops_cap = s->ops_cap ? 2 * s->ops_cap : 1024;
         s->ops = pl_realloc(s->ops, s->ops_cap * sizeof(*s->ops));
     }
-    store__op *op = &s->ops[s->n_ops];
-    op->key = arena_memdup(&s->scratch, k->b, k->len);
+    store__op *op = &s->ops[s->n_ops++];
+    op->key = o ? o->key : arena_memdup(&s->scratch, k->b, k->len);
     op->klen = k->len;
     op->val = v;
     op->vlen = n;
-    op->order = s->n_ops++;
     op->del = del;
 }
 
-static int store__op_cmp(const void *a, const void *b)
-{
-    const store__op *x = a, *y = b;
-    int c = memcmp(x->key, y->key, x->klen < y->klen ? x->klen : y->klen);
-    if (c) return c;
-    if (x->klen != y->klen) return x->klen < y->klen ? -1 : 1;
-    return x->order < y->order ? -1 : 1;
-}
-
-/* Fill the write batch from the staged writes, in key order. */
+/* Fill the write batch from the staged writes. */
 static void store__fill_batch(store__rdb *s)
 {
     rocksdb_writebatch_clear(s->wb);
-    if (s->n_ops > 1) qsort(s->ops, s->n_ops, sizeof(*s->ops), store__op_cmp);
     for (size_t i = 0; i < s->n_ops; i++) {
         store__op *op = &s->ops[i];
         if (op->del) rocksdb_writebatch_delete(s->wb, op->key, op->klen);
@@ -383,14 +408,9 @@ static void store__fill_batch(store__rdb *s)
 void store__put_raw(store__rdb *s, const store__key *k, const char *v, size_t n)
 {
     store__stage(s, k, v ? v : "", n, false);
-    store__ov_set(s, k, v ? v : "", n);
 }
 
-void store__del(store__rdb *s, const store__key *k)
-{
-    store__stage(s, k, NULL, 0, true);
-    store__ov_set(s, k, NULL, 0);
-}
+void store__del(store__rdb *s, const store__key *k) { store__stage(s, k, NULL, 0, true); }
 
 void store__iter_open(store__rdb *s, store__iter *it, const store__key *lo, const store__key *hi)
 {
@@ -415,16 +435,21 @@ int store__iter_close(store__iter *it, store_req *r)
     return -1;
 }
 
-/* ---- the counter cache ---- */
+/* ---- the id cache ---- */
 
-static void store__lru_unlink(store__rdb *s, store__ctr *c)
+static store__entx *store__entx_of(store__ent *e)
+{
+    return (store__entx *)((char *)e - offsetof(store__entx, e));
+}
+
+static void store__lru_unlink(store__rdb *s, store__entx *c)
 {
     if (c->prev) c->prev->next = c->next; else s->lru_first = c->next;
     if (c->next) c->next->prev = c->prev; else s->lru_last = c->prev;
     c->prev = c->next = NULL;
 }
 
-static void store__lru_front(store__rdb *s, store__ctr *c)
+static void store__lru_front(store__rdb *s, store__entx *c)
 {
     c->next = s->lru_first;
     c->prev = NULL;
@@ -432,74 +457,176 @@ static void store__lru_front(store__rdb *s, store__ctr *c)
     s->lru_first = c;
 }
 
-static void store__ctr_remove(store__rdb *s, store__ctr *c)
+static void store__ent_remove(store__rdb *s, store__entx *c)
 {
-    HASH_DEL(s->ctrs, c);
+    HASH_DEL(s->ents, c);
     store__lru_unlink(s, c);
     pl_free(c);
-    s->n_ctrs--;
+    s->n_ents--;
 }
 
-static void store__ctr_drop_all(store__rdb *s)
+void store__ent_drop_all(store__rdb *s)
 {
-    while (s->lru_first) store__ctr_remove(s, s->lru_first);
+    while (s->lru_first) store__ent_remove(s, s->lru_first);
 }
 
-static void store__ctr_evict(store__rdb *s)
+static void store__ent_evict(store__rdb *s)
 {
-    while (s->n_ctrs > s->ctr_max) store__ctr_remove(s, s->lru_last);
+    while (s->n_ents > s->ent_max) store__ent_remove(s, s->lru_last);
 }
 
-const uint64_t *store__counter_peek(store__rdb *s, const store__key *prefix)
+static store__entx *store__ent_find(store__rdb *s, const store__key *k)
 {
-    store__ctr *c = NULL;
-    HASH_FIND(hh, s->ctrs, prefix->b, prefix->len, c);
-    return c ? &c->last : NULL;
-}
-
-static store__ctr *store__ctr_add(store__rdb *s, const store__key *prefix, uint64_t last)
-{
-    store__ctr *c = pl_malloc(sizeof(*c) + prefix->len);
-    memcpy(c->key, prefix->b, prefix->len);
-    c->keylen = prefix->len;
-    c->last = last;
-    HASH_ADD_KEYPTR(hh, s->ctrs, c->key, c->keylen, c);
-    store__lru_front(s, c);
-    s->n_ctrs++;
+    store__entx *c = NULL;
+    HASH_FIND(hh, s->ents, k->b, k->len, c);
+    if (c && c != s->lru_first) {
+        store__lru_unlink(s, c);
+        store__lru_front(s, c);
+    }
     return c;
 }
 
-void store__counter_prime(store__rdb *s, const store__key *prefix, uint64_t last)
+static store__entx *store__ent_add(store__rdb *s, const store__key *k, uint64_t num)
 {
-    store__ctr *c = NULL;
-    HASH_FIND(hh, s->ctrs, prefix->b, prefix->len, c);
-    if (!c) store__ctr_add(s, prefix, last);
+    store__entx *c = pl_calloc(1, sizeof(*c) + k->len);
+    memcpy(c->key, k->b, k->len);
+    c->klen = k->len;
+    c->e.num = num;
+    HASH_ADD_KEYPTR(hh, s->ents, c->key, c->klen, c);
+    store__lru_front(s, c);
+    s->n_ents++;
+    return c;
 }
 
-uint64_t *store__counter(store__rdb *s, store_req *r, const store__key *prefix)
+/* The number in a K record (0 if it holds none). */
+static uint64_t store__num_decode(const char *v, size_t n)
 {
-    store__ctr *c = NULL;
-    HASH_FIND(hh, s->ctrs, prefix->b, prefix->len, c);
-    if (c) {
-        if (c != s->lru_first) {
-            store__lru_unlink(s, c);
-            store__lru_front(s, c);
+    Parley__Rec__Num *rec = parley__rec__num__unpack(NULL, n, (const uint8_t *)v);
+    uint64_t num = rec ? rec->num : 0;
+    if (rec) parley__rec__num__free_unpacked(rec, NULL);
+    return num;
+}
+
+store__ent *store__ent_get(store__rdb *s, store_req *r, const char *t, char kind, const char *id)
+{
+    store__key k;
+    store__k_num(&k, t, kind, id);
+    store__key_check(&k);
+    store__entx *c = store__ent_find(s, &k);
+    if (c) return &c->e;
+    char *err = NULL;
+    size_t n = 0;
+    char *v = rocksdb_get(s->db, s->ro, k.b, k.len, &n, &err);
+    if (err) {
+        store__oneline(err);
+        store__fail(r, PL_UNAVAILABLE, "read: %s", err);
+        rocksdb_free(err);
+        return NULL;
+    }
+    uint64_t num = v ? store__num_decode(v, n) : 0;
+    rocksdb_free(v);
+    return &store__ent_add(s, &k, num)->e;
+}
+
+int store__ents_get(store__rdb *s, store_req *r, const char *t, char kind, const char *const *ids,
+                    size_t n, store__ent **out)
+{
+    if (!n) return 0;
+    const char **keys = arena_alloc(&s->scratch, n * sizeof(*keys));
+    size_t *klens = arena_alloc(&s->scratch, n * sizeof(*klens));
+    size_t *idx = arena_alloc(&s->scratch, n * sizeof(*idx));
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        store__key k;
+        store__k_num(&k, t, kind, ids[i]);
+        store__key_check(&k);
+        store__entx *c = store__ent_find(s, &k);
+        out[i] = c ? &c->e : NULL;
+        if (c) continue;
+        keys[m] = arena_memdup(&s->scratch, k.b, k.len);
+        klens[m] = k.len;
+        idx[m++] = i;
+    }
+    if (!m) return 0;
+    const char **vals = arena_alloc(&s->scratch, m * sizeof(*vals));
+    size_t *vlens = arena_alloc(&s->scratch, m * sizeof(*vlens));
+    /* Not through the batch: numbers given out by it are in the cache. */
+    if (store__get_many(s, r, false, keys, klens, m, &s->scratch, vals, vlens)) return -1;
+    for (size_t j = 0; j < m; j++) {
+        store__key k = {.len = klens[j]};
+        memcpy(k.b, keys[j], klens[j]);
+        /* An id listed twice was added by its first occurrence. */
+        store__entx *c = NULL;
+        HASH_FIND(hh, s->ents, k.b, k.len, c);
+        if (!c) c = store__ent_add(s, &k, vals[j] ? store__num_decode(vals[j], vlens[j]) : 0);
+        out[idx[j]] = &c->e;
+    }
+    return 0;
+}
+
+uint64_t *store__ent_last(store__rdb *s, store_req *r, store__ent *e, char family)
+{
+    if (e->has_last) return &e->last;
+    e->last = 0;
+    if (e->num) {
+        store__key prefix, hi;
+        store__key_init(&prefix, family);
+        store__key_u64(&prefix, e->num);
+        store__key_succ(&prefix, &hi);
+        store__iter it;
+        store__iter_open(s, &it, &prefix, &hi);
+        rocksdb_iter_seek_to_last(it.it);
+        if (rocksdb_iter_valid(it.it)) {
+            size_t klen = 0;
+            const char *k = rocksdb_iter_key(it.it, &klen);
+            if (klen == prefix.len + 8) e->last = store__get_u64(k + prefix.len);
         }
-        return &c->last;
+        if (store__iter_close(&it, r)) return NULL;
     }
-    store__key hi;
-    store__key_succ(prefix, &hi);
-    store__iter it;
-    store__iter_open(s, &it, prefix, &hi);
-    rocksdb_iter_seek_to_last(it.it);
-    uint64_t last = 0;
-    if (rocksdb_iter_valid(it.it)) {
-        size_t klen = 0;
-        const char *k = rocksdb_iter_key(it.it, &klen);
-        if (klen == prefix->len + 8) last = store__get_u64(k + prefix->len);
+    e->has_last = true;
+    return &e->last;
+}
+
+uint64_t store__ent_num(store__rdb *s, store__ent *e)
+{
+    if (e->num) return e->num;
+    e->num = ++s->num_last;
+    if (!e->has_last) { /* a new number has no keys yet */
+        e->has_last = true;
+        e->last = 0;
     }
-    if (store__iter_close(&it, r)) return NULL;
-    return &store__ctr_add(s, prefix, last)->last;
+    store__entx *c = store__entx_of(e);
+    store__key k = {.len = c->klen};
+    memcpy(k.b, c->key, c->klen);
+    Parley__Rec__Num rec = PARLEY__REC__NUM__INIT;
+    rec.has_num = 1;
+    rec.num = e->num;
+    store__put(s, &k, &rec);
+    return e->num;
+}
+
+/* Stage the last number given out, if the batch gave out any. */
+static void store__num_last_stage(store__rdb *s)
+{
+    if (s->num_last == s->num_last_disk) return;
+    store__key k;
+    store__k_num_last(&k);
+    Parley__Rec__Num rec = PARLEY__REC__NUM__INIT;
+    rec.has_num = 1;
+    rec.num = s->num_last;
+    store__put(s, &k, &rec);
+}
+
+/* Read the last number given out (0 for none) into s->num_last. */
+static int store__num_last_load(store__rdb *s, store_req *r)
+{
+    store__key k;
+    store__k_num_last(&k);
+    Parley__Rec__Num *rec = NULL;
+    int f = store__get(s, r, false, &k, &parley__rec__num__descriptor, &s->scratch, (void **)&rec);
+    if (f < 0) return -1;
+    s->num_last = s->num_last_disk = f > 0 ? rec->num : 0;
+    return 0;
 }
 
 /* ---- batches ---- */
@@ -533,7 +660,7 @@ static void store__rdb_reopen(store__rdb *s)
     if (s->reopen_at && now - s->reopen_at < 1000) return;
     s->reopen_at = now;
     if (s->db) rocksdb_close(s->db);
-    store__ctr_drop_all(s);
+    store__ent_drop_all(s);
     store__mcache_drop_all(s);
     char *e = NULL;
     s->db = rocksdb_open(s->opts, s->path, &e);
@@ -584,6 +711,7 @@ static size_t store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
     }
     if (nw) {
         char *err = NULL;
+        store__num_last_stage(s);
         if (s->n_ops > 0) {
             store__fill_batch(s);
             uint64_t t0 = clock_mono_ns();
@@ -617,9 +745,12 @@ static size_t store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
                 r->n_users_out = 0;
             }
             rocksdb_free(err);
-            store__ctr_drop_all(s);
+            store__ent_drop_all(s);
             store__mcache_drop_all(s);
+            s->num_last = s->num_last_disk;
             atomic_fetch_add_explicit(&s->st_failed, 1, memory_order_relaxed);
+        } else {
+            s->num_last_disk = s->num_last;
         }
     }
     for (size_t i = 0; i < n; i++) {
@@ -628,7 +759,7 @@ static size_t store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
         nr++;
     }
     atomic_fetch_add_explicit(&s->st_reads, nr, memory_order_relaxed);
-    store__ctr_evict(s);
+    store__ent_evict(s);
     HASH_CLEAR(hh, s->overlay);
     store__mdelta_clear(s);
     arena_free(&s->scratch);
@@ -739,7 +870,7 @@ static void store__rdb_free(store__rdb *s)
     if (s->ro) rocksdb_readoptions_destroy(s->ro);
     if (s->opts) rocksdb_options_destroy(s->opts);
     if (s->cache) rocksdb_cache_destroy(s->cache);
-    store__ctr_drop_all(s);
+    store__ent_drop_all(s);
     store__mcache_drop_all(s);
     arena_free(&s->scratch);
     pl_free(s->reqs);
@@ -751,7 +882,33 @@ static void store__rdb_free(store__rdb *s)
 
 static rocksdb_options_t *store__rdb_options(store__rdb *s)
 {
+    /*
+     * Every message inserts its keys into the memtable's skip list; that
+     * is most of the store thread's work.  RocksDB can keep an insert
+     * position per key prefix and start the next insert with that prefix
+     * from there instead of from the top of the list.  The numbered keys
+     * (M, I, D, R) begin with a family byte and an 8-byte number, the
+     * conversation or the user, and each such range grows at its end, so
+     * with the prefix set to those 9 bytes an insert finds its place in a
+     * few steps.  The option has no setter in the C API, only its name in
+     * an options string (RocksDB's own fixed-prefix transform); should
+     * that ever fail to parse, the store works without it, only slower.
+     */
+    rocksdb_options_t *base = rocksdb_options_create();
     rocksdb_options_t *o = rocksdb_options_create();
+    char hint[96], *e = NULL;
+    snprintf(hint, sizeof(hint), "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.%d",
+             STORE__NUM_PREFIX);
+    rocksdb_get_options_from_string(base, hint, o, &e);
+    rocksdb_options_destroy(base);
+    if (e) {
+        log_warn("store: RocksDB refused %s: %s", hint, e);
+        rocksdb_free(e);
+    }
+    /* A bloom filter of the memtable's keys: a point read of a key that is
+     * not there (the dedup check of every message) skips the skip list. */
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.02);
+    rocksdb_options_set_memtable_whole_key_filtering(o, 1);
     rocksdb_options_set_create_if_missing(o, 1);
     rocksdb_options_increase_parallelism(o, 2);
     rocksdb_options_set_max_background_jobs(o, 2);
@@ -804,110 +961,42 @@ static rocksdb_options_t *store__rdb_options(store__rdb *s)
     return o;
 }
 
-static void store__put_meta(rocksdb_writebatch_t *wb, uint32_t version)
+void store__meta_stage(store__rdb *s, uint32_t version)
 {
     store__key k;
     store__key_init(&k, STORE__K_META);
     Parley__Rec__Meta m = PARLEY__REC__META__INIT;
     m.has_version = 1;
     m.version = version;
-    uint8_t v[16];
-    size_t n = parley__rec__meta__pack(&m, v);
-    rocksdb_writebatch_put(wb, k.b, k.len, (const char *)v, n);
+    store__put(s, &k, &m);
 }
 
-/* Stage H t user conv -> {peer, since} into wb. */
-static void store__put_home(rocksdb_writebatch_t *wb, const char *t, const char *user,
-                            const char *conv, const char *peer, uint64_t since)
+int store__rdb_write_staged(store__rdb *s, store_req *r)
 {
-    store__key k;
-    store__k_home(&k, t, user, conv);
-    Parley__Rec__HomeDm h = PARLEY__REC__HOME_DM__INIT;
-    h.peer = (char *)peer;
-    h.has_since = 1;
-    h.since = since;
-    uint8_t v[STORE__ID_MAX + 32];
-    size_t n = parley__rec__home_dm__pack(&h, v);
-    rocksdb_writebatch_put(wb, k.b, k.len, (const char *)v, n);
-}
-
-/*
- * Layout 1 had no home lists: give every 1:1 conversation that has
- * messages its H rows, taken from its first message (whose sender is one
- * of the two users of "dm:a:b", so the other one is the rest of the id).
- * One seek per conversation, not a scan of every message.  The version is
- * raised in the last write, so an interrupted upgrade simply runs again.
- */
-static int store__rdb_upgrade(store__rdb *s, char *err, size_t errlen)
-{
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    store__key lo, hi;
-    store__key_init(&lo, STORE__K_MSG);
-    store__key_succ(&lo, &hi);
-    store__iter it;
-    store__iter_open(s, &it, &lo, &hi);
-    char *e = NULL;
-    size_t convs = 0;
-    rocksdb_iter_seek(it.it, lo.b, lo.len);
-    while (rocksdb_iter_valid(it.it) && !e) {
-        size_t klen, vlen, off = 1, tn = 0, cn = 0;
-        const char *key = rocksdb_iter_key(it.it, &klen);
-        const char *val = rocksdb_iter_value(it.it, &vlen);
-        const char *tk = store__key_next_str(key, klen, &off, &tn);
-        const char *ck = tk ? store__key_next_str(key, klen, &off, &cn) : NULL;
-        if (!ck || tn > STORE__ID_MAX || cn > STORE__ID_MAX) {
-            rocksdb_iter_next(it.it); /* not a message key: cannot happen */
-            continue;
+    store__num_last_stage(s);
+    int rc = 0;
+    if (s->n_ops) {
+        store__fill_batch(s);
+        char *e = NULL;
+        rocksdb_write(s->db, s->wo, s->wb, &e);
+        if (e) {
+            store__oneline(e);
+            store__fail(r, PL_UNAVAILABLE, "write: %s", e);
+            rocksdb_free(e);
+            rc = -1;
         }
-        char t[STORE__ID_MAX + 1], conv[STORE__ID_MAX + 1];
-        memcpy(t, tk, tn + 1);
-        memcpy(conv, ck, cn + 1);
-        Parley__Rec__Msg *m = NULL;
-        if (cn > 3 && memcmp(conv, "dm:", 3) == 0)
-            m = parley__rec__msg__unpack(NULL, vlen, (const uint8_t *)val);
-        const char *from = m ? m->from : NULL;
-        size_t fn = from ? strlen(from) : 0, rn = cn - 3;
-        const char *rest = conv + 3;
-        char peer[STORE__ID_MAX + 1] = "";
-        if (fn && rn > fn && rest[fn] == ':' && memcmp(rest, from, fn) == 0) {
-            memcpy(peer, rest + fn + 1, rn - fn); /* "from:peer", with the NUL */
-        } else if (fn && rn > fn && rest[rn - fn - 1] == ':' &&
-                   memcmp(rest + rn - fn, from, fn) == 0) {
-            memcpy(peer, rest, rn - fn - 1); /* "peer:from" */
-            peer[rn - fn - 1] = 0;
-        }
-        if (peer[0]) {
-            store__put_home(wb, t, from, conv, peer, m->ts);
-            if (strcmp(peer, from) != 0) store__put_home(wb, t, peer, conv, from, m->ts);
-            convs++;
-        }
-        if (m) parley__rec__msg__free_unpacked(m, NULL);
-        if (rocksdb_writebatch_count(wb) >= 10000) {
-            rocksdb_write(s->db, s->wo, wb, &e);
-            rocksdb_writebatch_clear(wb);
-        }
-        store__key next, succ;
-        store__k_conv(&next, t, conv);
-        store__key_succ(&next, &succ);
-        rocksdb_iter_seek(it.it, succ.b, succ.len);
     }
-    store_req r = {0};
-    int rc = store__iter_close(&it, &r);
-    if (!e && rc == 0) {
-        store__put_meta(wb, STORE__LAYOUT_VERSION);
-        rocksdb_write(s->db, s->wo, wb, &e);
+    if (rc == 0) {
+        s->num_last_disk = s->num_last;
+    } else {
+        s->num_last = s->num_last_disk;
+        store__ent_drop_all(s);
     }
-    rocksdb_writebatch_destroy(wb);
-    if (e || rc) {
-        if (e) store__oneline(e);
-        snprintf(err, errlen, "cannot open store at %s: upgrading the layout failed: %s", s->path,
-                 e ? e : r.err);
-        rocksdb_free(e);
-        return -1;
-    }
-    log_info("store: upgraded %s to layout %d (%zu 1:1 conversations in home lists)", s->path,
-             STORE__LAYOUT_VERSION, convs);
-    return 0;
+    s->n_ops = 0;
+    HASH_CLEAR(hh, s->overlay);
+    store__ent_evict(s);
+    arena_free(&s->scratch);
+    return rc;
 }
 
 /* Write the layout version into a new database, check an old one's, and
@@ -920,28 +1009,25 @@ static int store__rdb_check_version(store__rdb *s, char *err, size_t errlen)
     Parley__Rec__Meta *meta = NULL;
     int found = store__get(s, &r, false, &k, &parley__rec__meta__descriptor, &s->scratch,
                            (void **)&meta);
+    uint32_t version = found > 0 ? meta->version : 0;
     int rc = 0;
-    if (found < 0) {
+    if (found < 0 || store__num_last_load(s, &r)) {
         snprintf(err, errlen, "cannot open store at %s: %s", s->path, r.err);
         rc = -1;
     } else if (found == 0) {
-        rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-        store__put_meta(wb, STORE__LAYOUT_VERSION);
-        char *e = NULL;
-        rocksdb_write(s->db, s->wo, wb, &e);
-        rocksdb_writebatch_destroy(wb);
-        if (e) {
-            store__oneline(e);
-            snprintf(err, errlen, "cannot open store at %s: %s", s->path, e);
-            rocksdb_free(e);
+        store__meta_stage(s, STORE__LAYOUT_VERSION);
+        if (store__rdb_write_staged(s, &r)) {
+            snprintf(err, errlen, "cannot open store at %s: %s", s->path, r.err);
             rc = -1;
         }
-    } else if (meta->version > STORE__LAYOUT_VERSION) {
-        snprintf(err, errlen, "store at %s has layout version %u, newer than this build (%u)",
-                 s->path, meta->version, STORE__LAYOUT_VERSION);
+    } else if (version > STORE__LAYOUT_VERSION) {
+        snprintf(err, errlen,
+                 "store at %s has layout version %u, newer than this build (%u): open it with "
+                 "the newer parleyd that wrote it",
+                 s->path, version, STORE__LAYOUT_VERSION);
         rc = -1;
-    } else if (meta->version < STORE__LAYOUT_VERSION) {
-        rc = store__rdb_upgrade(s, err, errlen);
+    } else if (version < STORE__LAYOUT_VERSION) {
+        rc = store__rdb_upgrade(s, version, err, errlen);
     }
     arena_free(&s->scratch);
     return rc;
@@ -966,7 +1052,7 @@ static int store__rdb_open(store **out, const store_config *cfg, char *err, size
     m_batch_writes = metric_histogram("parley_store_commit_batch_size",
                                       "Write requests committed together in one batch.", NULL,
                                       metrics_sizes, metrics_sizes_n, 1);
-    s->ctr_max = cfg->counter_cache ? cfg->counter_cache : 262144;
+    s->ent_max = cfg->counter_cache ? cfg->counter_cache : 262144;
 
     if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot open store at %s: cannot create %s: %s", s->path,

@@ -442,8 +442,9 @@ typedef struct store_config {
     const char *url;           /* postgres://... for the postgres backend, else NULL */
     bool sync;                 /* fsync the WAL on every batch (default true) */
     size_t max_batch;          /* most writes in one batch (default 1024; 0 = default) */
-    size_t counter_cache;      /* conversations and inboxes whose last number is kept
-                                  in memory (default 262144; 0 = default) */
+    size_t counter_cache;      /* conversations and users whose number and last seq
+                                  or useq are kept in memory (default 262144;
+                                  0 = default) */
 } store_config;
 
 /* Fill cfg with the defaults (sync on, max_batch 1024, counter_cache

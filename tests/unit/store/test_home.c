@@ -3,9 +3,9 @@
  * first message), groups and channels (from joining), ordered by last
  * activity, with the last message and unread counts from read positions,
  * including the sender's own position rising with each message; leaving
- * a group takes it off; the time for a user in 1,000 conversations (warm,
- * and cold after a reopen); and the upgrade of a layout 1 database, which
- * had no home rows.
+ * a group takes it off; and the time for a user in 1,000 conversations
+ * (warm, and cold after a reopen).  The upgrade of a layout 1 database,
+ * which had no home rows, is in test_upgrade.c.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -310,85 +310,11 @@ static void test_home_1000(void **state)
            CONVS, warm, cold, again);
 }
 
-/* A layout 1 database (no home rows) gets them when it is first opened. */
-static void test_upgrade(void **state)
-{
-    fixture *f = *state;
-    assert_int_equal(st_user_create(f->s, "t", "a:b", NULL), PL_OK);
-    assert_int_equal(st_user_create(f->s, "t", "c", NULL), PL_OK);
-    dm(f->s, "bob", "ann", "hi");
-    dm(f->s, "ann", "bob", "hello");
-    dm(f->s, "c", "a:b", "colons");
-    const char *aa[] = {"ann", NULL};
-    store_req_free(st_append(f->s, "t", "dm:ann:ann", "ann", "note", NULL, aa));
-    store_req_free(st_append(f->s, "t", "g:x", "ann", "not a dm", NULL, NULL));
-    store_close(f->s);
-    f->s = NULL;
-
-    /* Make it look like layout 1: version 1, no H keys. */
-    char path[512], *err = NULL;
-    snprintf(path, sizeof(path), "%s/rocksdb", f->dir);
-    rocksdb_options_t *o = rocksdb_options_create();
-    rocksdb_t *db = rocksdb_open(o, path, &err);
-    assert_null(err);
-    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_put(db, wo, "V", 1, "\x08\x01", 2, &err);
-    assert_null(err);
-    rocksdb_iterator_t *it = rocksdb_create_iterator(db, ro);
-    int removed = 0;
-    for (rocksdb_iter_seek(it, "H", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t klen;
-        const char *k = rocksdb_iter_key(it, &klen);
-        if (k[0] != 'H') break;
-        rocksdb_delete(db, wo, k, klen, &err);
-        assert_null(err);
-        removed++;
-    }
-    assert_int_equal(removed, 5); /* ann and bob, c and a:b, ann alone */
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    rocksdb_writeoptions_destroy(wo);
-    rocksdb_close(db);
-    rocksdb_options_destroy(o);
-
-    f->s = st_open(f->dir);
-    store_req *r = home(f->s, "ann", 0);
-    assert_int_equal(r->n_convs_out, 2);
-    assert_string_equal(r->convs_out[0].conv, "dm:ann:ann");
-    assert_string_equal(r->convs_out[1].conv, "dm:ann:bob");
-    assert_string_equal(r->convs_out[1].peer, "bob");
-    assert_string_equal(r->convs_out[1].last->text, "hello");
-    store_req_free(r);
-    r = home(f->s, "bob", 0);
-    assert_int_equal(r->n_convs_out, 1);
-    assert_string_equal(r->convs_out[0].peer, "ann");
-    store_req_free(r);
-    r = home(f->s, "a:b", 0);
-    assert_int_equal(r->n_convs_out, 1);
-    assert_string_equal(r->convs_out[0].conv, "dm:a:b:c");
-    assert_string_equal(r->convs_out[0].peer, "c");
-    store_req_free(r);
-    r = home(f->s, "c", 0);
-    assert_int_equal(r->n_convs_out, 1);
-    assert_string_equal(r->convs_out[0].peer, "a:b");
-    store_req_free(r);
-    /* Now layout 2: a newer message does not add a second row. */
-    dm(f->s, "bob", "ann", "again");
-    store_close(f->s);
-    f->s = st_open(f->dir);
-    r = home(f->s, "bob", 0);
-    assert_int_equal(r->n_convs_out, 1);
-    assert_string_equal(r->convs_out[0].last->text, "again");
-    store_req_free(r);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_order_and_unread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_home_1000, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_upgrade, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  *
  * Not a timed assertion: it appends PARLEY_STORE_BENCH_MSGS messages
  * (default 100,000) between 1,000 users, each talking to 10 others (10,000
- * conversations), every message with a cmid and two inbox entries, synced
+ * conversations), every message with a cmid and two inbox entries and
+ * its recipient as must_exist (as the chat layer sends a dm), synced
  * group commit as configured by default.  Requests are kept in flight in a
  * window of 4,000 so the store thread always finds a full batch waiting.
  * Prints messages/s and the average batch size, then checks that every
@@ -80,6 +81,7 @@ static store_req *make(size_t i)
     r->append.cmid = arena_strdup(&r->arena, buf);
     r->append.rcpt = rcpt;
     r->append.n_rcpt = 2;
+    r->append.must_exist = rcpt[1];
     r->udata2 = conv;
     return r;
 }
@@ -91,6 +93,7 @@ static void test_throughput(void **state)
     size_t n = env ? (size_t)strtoull(env, NULL, 10) : 100000;
     char *dir = st_dir_new();
     store *s = st_open(dir);
+    st_users_bulk(s, "default", "u%04zu", USERS);
     bench b = {0};
     st_collector_init(&b.c);
     b.conv_last = pl_calloc(USERS * PARTNERS, sizeof(uint64_t));
