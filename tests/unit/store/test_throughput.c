@@ -1,13 +1,21 @@
 /*
  * test_throughput.c - how fast the embedded store appends 1:1 messages.
  *
- * Not a timed assertion: it appends PARLEY_STORE_BENCH_MSGS messages
- * (default 100,000) between 1,000 users, each talking to 10 others (10,000
- * conversations), every message with a cmid and two inbox entries and
- * its recipient as must_exist (as the chat layer sends a dm), synced
- * group commit as configured by default.  Requests are kept in flight in a
- * window of 4,000 so the store thread always finds a full batch waiting.
- * Prints messages/s and the average batch size, then checks that every
+ * Not a timed assertion.  Two shapes of traffic, each into a fresh store:
+ *
+ *   spread  PARLEY_STORE_BENCH_MSGS messages (default 100,000) between
+ *           1,000 users, each talking to 10 others (10,000 conversations,
+ *           so a batch of 1,000 messages touches about 1,000 of them)
+ *   pairs   as many messages in 100 pairs (100 conversations, each sender
+ *           writing to one receiver, as parley-bench dm does: a batch
+ *           holds about 10 messages of every conversation)
+ *
+ * every message with a cmid, two inbox entries and its recipient as
+ * must_exist (as the chat layer sends a dm), synced group commit as
+ * configured by default.  Requests are kept in flight in a window of 4,000
+ * so the store thread always finds a full batch waiting.  Prints
+ * messages/s, the average batch size and the CPU time of the process per
+ * message (both threads and RocksDB's), then checks that every
  * conversation and inbox was numbered gaplessly.
  */
 #define _GNU_SOURCE
@@ -32,12 +40,32 @@ static double cpu_seconds(void)
            ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
 }
 
-#define USERS 1000
-#define PARTNERS 10
 #define WINDOW 4000
+
+/* Who talks to whom: conversation c of nconv is from -> to. */
+typedef struct shape {
+    const char *name;
+    size_t users, nconv;
+    bool pairs;            /* c: 2c -> 2c+1; else c / 10 -> the next 1..10 users */
+} shape;
+
+static const shape SPREAD = {"spread", 1000, 10000, false};
+static const shape PAIRS = {"pairs", 200, 100, true};
+
+static void conv_users(const shape *sh, size_t c, size_t *from, size_t *to)
+{
+    if (sh->pairs) {
+        *from = 2 * c;
+        *to = 2 * c + 1;
+    } else {
+        *from = c / 10;
+        *to = (*from + 1 + c % 10) % sh->users;
+    }
+}
 
 typedef struct bench {
     st_collector c;
+    const shape *sh;
     uint64_t *conv_last;   /* per conversation index: highest seq seen */
     uint64_t *inbox_last;  /* per user: highest useq seen */
     size_t errors;
@@ -50,8 +78,8 @@ static void bench_done(store_req *r)
     if (r->status != PL_OK || r->append.dup) {
         b->errors++;
     } else {
-        size_t conv = (size_t)r->udata2, from = conv / PARTNERS;
-        size_t to = (from + 1 + conv % PARTNERS) % USERS;
+        size_t conv = (size_t)r->udata2, from, to;
+        conv_users(b->sh, conv, &from, &to);
         /* One submitter's requests run and complete in order, so every
          * conversation and inbox number is the previous one plus one. */
         if (r->append.seq != ++b->conv_last[conv]) b->errors++;
@@ -61,10 +89,10 @@ static void bench_done(store_req *r)
     store_req_free(r);
 }
 
-static store_req *make(size_t i)
+static store_req *make(const shape *sh, size_t i)
 {
-    size_t conv = i % (USERS * PARTNERS);
-    size_t from = conv / PARTNERS, to = (from + 1 + conv % PARTNERS) % USERS;
+    size_t conv = i % sh->nconv, from, to;
+    conv_users(sh, conv, &from, &to);
     store_req *r = store_req_new(STORE_MSG_APPEND);
     char a[16], b[16], buf[64];
     snprintf(a, sizeof(a), "u%04zu", from);
@@ -86,18 +114,18 @@ static store_req *make(size_t i)
     return r;
 }
 
-static void test_throughput(void **state)
+static void run(const shape *sh)
 {
-    (void)state;
     const char *env = getenv("PARLEY_STORE_BENCH_MSGS");
     size_t n = env ? (size_t)strtoull(env, NULL, 10) : 100000;
     char *dir = st_dir_new();
     store *s = st_open(dir);
-    st_users_bulk(s, "default", "u%04zu", USERS);
+    st_users_bulk(s, "default", "u%04zu", sh->users);
     bench b = {0};
     st_collector_init(&b.c);
-    b.conv_last = pl_calloc(USERS * PARTNERS, sizeof(uint64_t));
-    b.inbox_last = pl_calloc(USERS, sizeof(uint64_t));
+    b.sh = sh;
+    b.conv_last = pl_calloc(sh->nconv, sizeof(uint64_t));
+    b.inbox_last = pl_calloc(sh->users, sizeof(uint64_t));
 
     store_stats before, after;
     store_get_stats(s, &before);
@@ -114,7 +142,7 @@ static void test_throughput(void **state)
             next_report += 100000;
         }
         while (submitted < n && submitted - b.c.done < WINDOW) {
-            store_req *r = make(submitted++);
+            store_req *r = make(sh, submitted++);
             r->reply_to = &b.c.mb;
             r->done = bench_done;
             r->udata = &b;
@@ -127,13 +155,13 @@ static void test_throughput(void **state)
     store_get_stats(s, &after);
     double secs = (double)(t1 - t0) / 1e9;
     uint64_t batches = after.batches - before.batches;
-    printf("# %zu messages (2 inbox entries each) in %.2f s: %.0f messages/s, %llu batches, "
-           "%.0f messages per batch, %.1f us of CPU per message\n",
-           n, secs, (double)n / secs, (unsigned long long)batches,
+    printf("# %s: %zu messages (%zu conversations, 2 inbox entries each) in %.2f s: %.0f "
+           "messages/s, %llu batches, %.0f messages per batch, %.1f us of CPU per message\n",
+           sh->name, n, sh->nconv, secs, (double)n / secs, (unsigned long long)batches,
            batches ? (double)n / (double)batches : 0.0, cpu * 1e6 / (double)n);
     assert_int_equal(b.errors, 0);
     uint64_t total = 0;
-    for (size_t i = 0; i < USERS * PARTNERS; i++) total += b.conv_last[i];
+    for (size_t i = 0; i < sh->nconv; i++) total += b.conv_last[i];
     assert_int_equal(total, n);
 
     pl_free(b.conv_last);
@@ -143,10 +171,29 @@ static void test_throughput(void **state)
     st_dir_free(dir);
 }
 
+static void test_spread(void **state)
+{
+    (void)state;
+    run(&SPREAD);
+}
+
+static void test_pairs(void **state)
+{
+    (void)state;
+    run(&PAIRS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_throughput),
+        cmocka_unit_test(test_spread),
+        cmocka_unit_test(test_pairs),
     };
+    /* PARLEY_STORE_BENCH_SHAPE=spread or pairs runs only that one. */
+    const char *only = getenv("PARLEY_STORE_BENCH_SHAPE");
+    if (only && strcmp(only, "spread") == 0)
+        return _cmocka_run_group_tests("throughput", tests, 1, NULL, NULL);
+    if (only && strcmp(only, "pairs") == 0)
+        return _cmocka_run_group_tests("throughput", tests + 1, 1, NULL, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
