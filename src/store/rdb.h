@@ -26,9 +26,11 @@
 /* The layout version written under key "V"; bump when keys change.
  * 2: groups, channels, friends and home lists (G P J C L F H).
  * 3: M, I, D and R name conversations and users by number (the id map K).
+ * 4: M and I values are runs of messages or entries (records.proto Run);
+ *    a layout 3 value is a run of one, so 3 -> 4 rewrites nothing.
  * An older database is brought forward when it is opened
  * (store__rdb_upgrade, rdb_upgrade.c); a newer one is refused. */
-#define STORE__LAYOUT_VERSION 3
+#define STORE__LAYOUT_VERSION 4
 
 /* A batch stops taking further requests once its writes staged this many
  * keys (a single request is never split, however many it stages). */
@@ -38,6 +40,7 @@
 #define STORE__MCACHE_ROWS (1u << 19)
 
 typedef struct store__entx store__entx;
+typedef struct store__run store__run;
 typedef struct store__ov store__ov;
 typedef struct store__mc store__mc;
 typedef struct store__md store__md;
@@ -46,6 +49,7 @@ typedef struct store__md store__md;
 typedef struct store__op {
     const char *key, *val;
     size_t klen, vlen;
+    size_t order;                  /* staging order */
     bool del;
 } store__op;
 
@@ -89,6 +93,8 @@ typedef struct store__rdb {
     store__entx *ents;             /* id cache (uthash) */
     store__entx *lru_first, *lru_last;
     size_t n_ents;
+    store__run *runs;              /* the runs (M, I) the batch is building */
+    size_t run_elems;              /* elements in them */
     uint64_t num_last;             /* the last number the id map gave out */
     uint64_t num_last_disk;        /* ... as stored (num_last before the batch) */
     store__mc *mcache;             /* member cache of groups (uthash, rdb_groups.c) */
@@ -143,6 +149,9 @@ void *store__decode(store_req *r, const ProtobufCMessageDescriptor *d, arena *a,
 int store__get_many(store__rdb *s, store_req *r, bool through_batch, const char *const *keys,
                     const size_t *klens, size_t n, arena *a, const char **vals, size_t *vlens);
 
+/* A record packed into the scratch arena (*n bytes). */
+const uint8_t *store__pack(store__rdb *s, const void *msg, size_t *n);
+
 /* Stage a put of a record, of raw bytes, or a delete in the batch.  Raw
  * bytes must stay valid until the batch ends (scratch arena or static). */
 void store__put(store__rdb *s, const store__key *k, const void *msg);
@@ -190,6 +199,30 @@ int store__ents_get(store__rdb *s, store_req *r, const char *t, char kind, const
  * known; the caller stores a new last number through the pointer.  NULL
  * with r failed on a read error. */
 uint64_t *store__ent_last(store__rdb *s, store_req *r, store__ent *e, char family);
+/*
+ * Runs.  A batch does not write one M key per message or one I key per
+ * inbox entry: what it appends to one conversation or one inbox becomes
+ * one run (records.proto Run), keyed by the number of its last element,
+ * written when the batch is (or earlier, once it holds STORE__RUN_ELEMS
+ * elements or STORE__RUN_BYTES bytes).  Runs are written once and never
+ * changed; a conversation's or inbox's runs cover its numbers without gaps
+ * or overlaps, so the key of the last run is the last number.
+ *
+ * Add element v (a packed Msg for STORE__K_MSG, Entry for STORE__K_INBOX)
+ * numbered num to the run of e, whose number is given out; num must follow
+ * the run's last element (the caller takes it from e->last).  v must stay
+ * valid until the batch ends.
+ */
+#define STORE__RUN_ELEMS 128
+#define STORE__RUN_BYTES (32u << 10)
+void store__run_add(store__rdb *s, store__ent *e, char family, uint64_t num, const uint8_t *v,
+                    size_t n);
+
+/* The elements of a run value v[0..n): *count of them, elems[i] and
+ * lens[i] in arena a (pointing into v).  0, or -1 if v is malformed. */
+int store__run_split(arena *a, const char *v, size_t n, const char ***elems, size_t **lens,
+                     size_t *count);
+
 /* Forget every entry (a failed batch, a reopen, an upgrade). */
 void store__ent_drop_all(store__rdb *s);
 /* e's number, given out now (staging its K record) if it has none: write

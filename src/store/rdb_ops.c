@@ -93,11 +93,9 @@ int store__inboxes_load(store__rdb *s, store_req *r, const char *tenant, const c
 
 uint64_t store__inbox_put(store__rdb *s, store__ent *e, const char *v, size_t vlen)
 {
-    store__key k;
-    store__k_inbox(&k, store__ent_num(s, e));
+    store__ent_num(s, e);
     uint64_t useq = ++e->last;
-    store__key_u64(&k, useq);
-    store__put_raw(s, &k, v, vlen);
+    store__run_add(s, e, STORE__K_INBOX, useq, (const uint8_t *)v, vlen);
     return useq;
 }
 
@@ -182,6 +180,19 @@ int store__group_load(store__rdb *s, store_req *r, bool through_batch, const cha
                        (void **)g);
     if (f > 0 && (*g)->disbanded) return 0;
     return f;
+}
+
+int store__run_at(store__rdb *s, rocksdb_iterator_t *it, size_t plen, uint64_t *first,
+                  const char ***elems, size_t **lens, size_t *count)
+{
+    size_t klen, vlen;
+    const char *key = rocksdb_iter_key(it, &klen);
+    const char *val = rocksdb_iter_value(it, &vlen);
+    if (klen != plen + 8) return 0;
+    uint64_t last = store__get_u64(key + plen);
+    if (store__run_split(&s->scratch, val, vlen, elems, lens, count) || *count > last) return 0;
+    *first = last - *count + 1;
+    return 1;
 }
 
 /* ---- write ops ---- */
@@ -439,9 +450,9 @@ static void op_msg_append(store__rdb *s, store_req *r)
     m.cmid = dedup ? (char *)a->cmid : NULL;
     m.has_ts = 1;
     m.ts = a->ts;
-    store__key ck;
-    store__k_msg(&ck, cnum, a->seq);
-    store__put(s, &ck, &m);
+    size_t mlen;
+    const uint8_t *mv = store__pack(s, &m, &mlen);
+    store__run_add(s, ce, STORE__K_MSG, a->seq, mv, mlen);
 
     Parley__Rec__Entry en = PARLEY__REC__ENTRY__INIT;
     en.conv = (char *)a->conv;
@@ -697,57 +708,80 @@ static void op_user_search(store__rdb *s, store_req *r)
     r->users_out = store__vec_finish(&out, &r->arena, &r->n_users_out);
 }
 
-/* Fetch the messages entries[i].msg refer to (conv and seq set) in one
- * MultiGet and fill in the rest. */
+/* A message an inbox entry refers to, while resolving them. */
+typedef struct want {
+    uint64_t conv;             /* its number (0: none, so no message) */
+    uint64_t seq;
+    store_msg *msg;
+} want;
+
+static int want_cmp(const void *a, const void *b)
+{
+    const want *x = a, *y = b;
+    if (x->conv != y->conv) return x->conv < y->conv ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/*
+ * Fill in the messages entries[i].msg refer to (conv and seq set): in
+ * order of conversation and seq, one seek per run they lie in (entries of
+ * one page mostly come from a few runs), on one iterator.
+ */
 static void resolve_msgs(store__rdb *s, store_req *r, store_entry *entries, size_t n)
 {
     size_t m = 0;
     for (size_t i = 0; i < n; i++) m += entries[i].msg != NULL;
     if (!m) return;
-    char **keys = arena_alloc(&s->scratch, m * sizeof(*keys));
-    size_t *klens = arena_alloc(&s->scratch, m * sizeof(*klens));
-    char **vals = arena_alloc(&s->scratch, m * sizeof(*vals));
-    size_t *vlens = arena_alloc(&s->scratch, m * sizeof(*vlens));
-    char **errs = arena_alloc(&s->scratch, m * sizeof(*errs));
     const char **convs = arena_alloc(&s->scratch, m * sizeof(*convs));
     store__ent **ces = arena_alloc(&s->scratch, m * sizeof(*ces));
-    for (size_t i = 0, j = 0; i < n; i++)
-        if (entries[i].msg) convs[j++] = entries[i].msg->conv;
-    if (store__ents_get(s, r, r->tenant_id, STORE__NUM_CONV, convs, m, ces)) {
-        for (size_t i = 0; i < n; i++)
-            if (entries[i].msg) entries[i].msg->from = entries[i].msg->text = "";
-        return;
-    }
-    for (size_t i = 0, j = 0; i < n; i++) {
-        if (!entries[i].msg) continue;
-        store__key k;
-        /* Number 0 (cannot happen: the entry's message exists) finds none. */
-        store__k_msg(&k, ces[j]->num, entries[i].msg->seq);
-        keys[j] = arena_memdup(&s->scratch, k.b, k.len);
-        klens[j++] = k.len;
-    }
-    rocksdb_multi_get(s->db, s->ro, m, (const char *const *)keys, klens, vals, vlens, errs);
-    ProtobufCAllocator al = store__allocator(&r->arena);
+    want *w = arena_alloc(&s->scratch, m * sizeof(*w));
     for (size_t i = 0, j = 0; i < n; i++) {
         store_msg *msg = entries[i].msg;
         if (!msg) continue;
-        if (errs[j] && r->status == PL_OK) store__fail(r, PL_UNAVAILABLE, "read: %s", errs[j]);
-        Parley__Rec__Msg *rec =
-            vals[j] ? parley__rec__msg__unpack(&al, vlens[j], (const uint8_t *)vals[j]) : NULL;
-        if (rec) {
-            msg->from = rec->from;
-            msg->text = rec->text ? rec->text : "";
-            msg->cmid = rec->cmid;
-            msg->ts = rec->ts;
-        } else {
-            /* Only a damaged database gets here: keep the entry, empty. */
-            msg->from = "";
-            msg->text = "";
-        }
-        rocksdb_free(vals[j]);
-        rocksdb_free(errs[j]);
-        j++;
+        /* What a damaged database leaves unresolved stays empty. */
+        msg->from = msg->text = "";
+        convs[j] = msg->conv;
+        w[j++] = (want){0, msg->seq, msg};
     }
+    if (store__ents_get(s, r, r->tenant_id, STORE__NUM_CONV, convs, m, ces)) return;
+    for (size_t j = 0; j < m; j++) w[j].conv = ces[j]->num;
+    qsort(w, m, sizeof(*w), want_cmp);
+
+    store__key lo, hi;
+    store__key_init(&lo, STORE__K_MSG);
+    store__key_succ(&lo, &hi);
+    store__iter it;
+    store__iter_open(s, &it, &lo, &hi);
+    ProtobufCAllocator al = store__allocator(&r->arena);
+    uint64_t cur = 0, first = 0;
+    const char **el = NULL;
+    size_t *ln = NULL, cnt = 0;
+    for (size_t j = 0; j < m; j++) {
+        if (!w[j].conv) continue;
+        if (w[j].conv != cur || w[j].seq < first || w[j].seq - first >= cnt) {
+            store__key k;
+            store__k_msg(&k, w[j].conv, w[j].seq);
+            rocksdb_iter_seek(it.it, k.b, k.len);
+            cur = 0;
+            cnt = 0;
+            if (!rocksdb_iter_valid(it.it)) continue;
+            size_t klen;
+            const char *key = rocksdb_iter_key(it.it, &klen);
+            if (klen < STORE__NUM_PREFIX || memcmp(key, k.b, STORE__NUM_PREFIX) != 0) continue;
+            if (!store__run_at(s, it.it, STORE__NUM_PREFIX, &first, &el, &ln, &cnt)) continue;
+            cur = w[j].conv;
+            if (w[j].seq < first) continue;
+        }
+        Parley__Rec__Msg *rec =
+            parley__rec__msg__unpack(&al, ln[w[j].seq - first], (const uint8_t *)el[w[j].seq - first]);
+        if (!rec) continue;
+        store_msg *msg = w[j].msg;
+        msg->from = rec->from ? rec->from : "";
+        msg->text = rec->text ? rec->text : "";
+        msg->cmid = rec->cmid;
+        msg->ts = rec->ts;
+    }
+    store__iter_close(&it, r);
 }
 
 static void op_inbox_read(store__rdb *s, store_req *r)
@@ -765,29 +799,39 @@ static void op_inbox_read(store__rdb *s, store_req *r)
     store__key_u64(&lo, r->after + 1);
     store__key_succ(&prefix, &hi);
 
+    /* The first run whose last useq is after + 1 or more holds it. */
     store__iter it;
     store__iter_open(s, &it, &lo, &hi);
     store__vec v = {.size = sizeof(store_entry)};
     ProtobufCAllocator al = store__allocator(&r->arena);
+    bool more = false;
     rocksdb_iter_seek(it.it, lo.b, lo.len);
-    for (; rocksdb_iter_valid(it.it) && v.n < limit; rocksdb_iter_next(it.it)) {
-        size_t klen, vlen;
-        const char *key = rocksdb_iter_key(it.it, &klen);
-        const char *val = rocksdb_iter_value(it.it, &vlen);
-        Parley__Rec__Entry *rec = parley__rec__entry__unpack(&al, vlen, (const uint8_t *)val);
-        if (klen != prefix.len + 8 || !rec) continue;
-        store_entry *e = store__vec_push(&v);
-        e->useq = store__get_u64(key + prefix.len);
-        if (rec->event) {
-            e->event = store__event_from_rec(&r->arena, rec->event);
-        } else {
-            e->msg = arena_alloc(&r->arena, sizeof(*e->msg));
-            e->msg->conv = rec->conv ? rec->conv : "";
-            e->msg->seq = rec->seq;
-            e->msg->useq = e->useq;
+    for (; rocksdb_iter_valid(it.it) && !more; rocksdb_iter_next(it.it)) {
+        uint64_t first;
+        const char **el;
+        size_t *ln, cnt;
+        if (!store__run_at(s, it.it, prefix.len, &first, &el, &ln, &cnt)) continue;
+        for (size_t j = 0; j < cnt; j++) {
+            if (first + j <= r->after) continue;
+            if (v.n == limit) {
+                more = true;
+                break;
+            }
+            Parley__Rec__Entry *rec = parley__rec__entry__unpack(&al, ln[j], (const uint8_t *)el[j]);
+            if (!rec) continue;
+            store_entry *e = store__vec_push(&v);
+            e->useq = first + j;
+            if (rec->event) {
+                e->event = store__event_from_rec(&r->arena, rec->event);
+            } else {
+                e->msg = arena_alloc(&r->arena, sizeof(*e->msg));
+                e->msg->conv = rec->conv ? rec->conv : "";
+                e->msg->seq = rec->seq;
+                e->msg->useq = e->useq;
+            }
         }
     }
-    r->more = rocksdb_iter_valid(it.it);
+    r->more = more;
     r->entries = store__vec_finish(&v, &r->arena, &r->n_entries);
     if (store__iter_close(&it, r)) return;
     resolve_msgs(s, r, r->entries, r->n_entries);
@@ -817,29 +861,41 @@ static void op_history(store__rdb *s, store_req *r)
     uint32_t limit = store__limit(r->limit);
     store__ent *ce = store__ent_get(s, r, r->tenant_id, STORE__NUM_CONV, r->conv);
     if (!ce || !ce->num) return; /* no messages */
-    store__key lo, hi;
-    store__k_conv(&lo, ce->num);
-    if (r->before) {
-        hi = lo;
-        store__key_u64(&hi, r->before);
-    } else {
-        store__key_succ(&lo, &hi);
-    }
+    if (r->before == 1) return;  /* nothing before seq 1 */
+    /* The newest wanted: before - 1, in the first run whose last seq is
+     * that or more (or the last run, if none is). */
+    uint64_t target = r->before ? r->before - 1 : UINT64_MAX;
+    store__key prefix, hi;
+    store__k_conv(&prefix, ce->num);
+    store__key_succ(&prefix, &hi);
     store__iter it;
-    store__iter_open(s, &it, &lo, &hi);
+    store__iter_open(s, &it, &prefix, &hi);
     store__vec v = {.size = sizeof(store_msg)};
     ProtobufCAllocator al = store__allocator(&r->arena);
     const char *conv = arena_strdup(&r->arena, r->conv);
-    rocksdb_iter_seek_to_last(it.it);
-    for (; rocksdb_iter_valid(it.it) && v.n < limit; rocksdb_iter_prev(it.it)) {
-        size_t klen, vlen;
-        const char *key = rocksdb_iter_key(it.it, &klen);
-        const char *val = rocksdb_iter_value(it.it, &vlen);
-        Parley__Rec__Msg *rec = parley__rec__msg__unpack(&al, vlen, (const uint8_t *)val);
-        if (klen != lo.len + 8 || !rec) continue;
-        msg_from_rec(store__vec_push(&v), conv, store__get_u64(key + lo.len), rec);
+    if (r->before) {
+        store__key lo = prefix;
+        store__key_u64(&lo, target);
+        rocksdb_iter_seek(it.it, lo.b, lo.len);
     }
-    r->more = rocksdb_iter_valid(it.it);
+    if (!r->before || !rocksdb_iter_valid(it.it)) rocksdb_iter_seek_to_last(it.it);
+    bool more = false;
+    for (; rocksdb_iter_valid(it.it) && !more; rocksdb_iter_prev(it.it)) {
+        uint64_t first;
+        const char **el;
+        size_t *ln, cnt;
+        if (!store__run_at(s, it.it, prefix.len, &first, &el, &ln, &cnt)) continue;
+        for (size_t j = cnt; j-- > 0;) {
+            if (first + j > target) continue;
+            if (v.n == limit) {
+                more = true;
+                break;
+            }
+            Parley__Rec__Msg *rec = parley__rec__msg__unpack(&al, ln[j], (const uint8_t *)el[j]);
+            if (rec) msg_from_rec(store__vec_push(&v), conv, first + j, rec);
+        }
+    }
+    r->more = more;
     r->msgs = store__vec_finish(&v, &r->arena, &r->n_msgs);
     store__iter_close(&it, r);
 }
@@ -863,16 +919,24 @@ static void op_conv_read(store__rdb *s, store_req *r)
     store__vec v = {.size = sizeof(store_msg)};
     ProtobufCAllocator al = store__allocator(&r->arena);
     const char *conv = arena_strdup(&r->arena, r->conv);
+    bool more = false;
     rocksdb_iter_seek(it.it, lo.b, lo.len);
-    for (; rocksdb_iter_valid(it.it) && v.n < limit; rocksdb_iter_next(it.it)) {
-        size_t klen, vlen;
-        const char *key = rocksdb_iter_key(it.it, &klen);
-        const char *val = rocksdb_iter_value(it.it, &vlen);
-        Parley__Rec__Msg *rec = parley__rec__msg__unpack(&al, vlen, (const uint8_t *)val);
-        if (klen != prefix.len + 8 || !rec) continue;
-        msg_from_rec(store__vec_push(&v), conv, store__get_u64(key + prefix.len), rec);
+    for (; rocksdb_iter_valid(it.it) && !more; rocksdb_iter_next(it.it)) {
+        uint64_t first;
+        const char **el;
+        size_t *ln, cnt;
+        if (!store__run_at(s, it.it, prefix.len, &first, &el, &ln, &cnt)) continue;
+        for (size_t j = 0; j < cnt; j++) {
+            if (first + j <= r->after) continue;
+            if (v.n == limit) {
+                more = true;
+                break;
+            }
+            Parley__Rec__Msg *rec = parley__rec__msg__unpack(&al, ln[j], (const uint8_t *)el[j]);
+            if (rec) msg_from_rec(store__vec_push(&v), conv, first + j, rec);
+        }
     }
-    r->more = rocksdb_iter_valid(it.it);
+    r->more = more;
     r->msgs = store__vec_finish(&v, &r->arena, &r->n_msgs);
     store__iter_close(&it, r);
 }

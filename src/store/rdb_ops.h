@@ -52,6 +52,14 @@ static inline void store__vec_free(store__vec *v)
     v->n = v->cap = 0;
 }
 
+/*
+ * The run (M or I) at the iterator's position in a range whose prefix has
+ * plen bytes: 1 with its first number and its elements (scratch), 0 if
+ * the entry there is not a run of that range (damaged: skip it).
+ */
+int store__run_at(store__rdb *s, rocksdb_iterator_t *it, size_t plen, uint64_t *first,
+                  const char ***elems, size_t **lens, size_t *count);
+
 /* Events between the request form and the record. */
 void store__event_rec(Parley__Rec__Event *e, const store_event *ev, uint64_t now);
 store_event *store__event_from_rec(arena *a, const Parley__Rec__Event *e);

@@ -270,6 +270,19 @@ static int home_scan(store__rdb *s, store_req *r, const store__key *prefix, bool
     return store__iter_close(&it, r);
 }
 
+/* The last message of a run (M), decoded into scratch; NULL with r
+ * failed if the value is damaged. */
+static Parley__Rec__Msg *last_msg(store__rdb *s, store_req *r, const char *v, size_t n)
+{
+    const char **el;
+    size_t *ln, cnt;
+    if (store__run_split(&s->scratch, v, n, &el, &ln, &cnt)) {
+        store__fail(r, PL_INTERNAL, "corrupt run of messages");
+        return NULL;
+    }
+    return store__decode(r, &parley__rec__msg__descriptor, &s->scratch, el[cnt - 1], ln[cnt - 1]);
+}
+
 /*
  * The last message of each conversation whose last seq the id cache does
  * not know: one reverse seek each, on one iterator over all messages; the
@@ -297,7 +310,7 @@ static int home_seek_last(store__rdb *s, store_req *r, hconv *hs, size_t n)
             if (klen == prefix.len + 8 && memcmp(key, prefix.b, prefix.len) == 0) {
                 seq = store__get_u64(key + prefix.len);
                 const char *val = rocksdb_iter_value(it.it, &vlen);
-                hs[i].last = store__decode(r, &parley__rec__msg__descriptor, &s->scratch, val, vlen);
+                hs[i].last = last_msg(s, r, val, vlen);
                 if (!hs[i].last) break;
             }
         }
@@ -367,8 +380,7 @@ void store__op_home(store__rdb *s, store_req *r)
     for (size_t i = 0; i < n; i++) {
         hconv *h = &hs[i];
         if (kmsg[i] != SIZE_MAX && vals[kmsg[i]]) {
-            h->last = store__decode(r, &parley__rec__msg__descriptor, &s->scratch,
-                                    vals[kmsg[i]], vlens[kmsg[i]]);
+            h->last = last_msg(s, r, vals[kmsg[i]], vlens[kmsg[i]]);
             if (!h->last) goto out;
         }
         if (kread[i] != SIZE_MAX && vals[kread[i]]) {

@@ -16,6 +16,9 @@
  *           (M conv# seq, I user# useq, D user# cmid, R user# conv#), the
  *           numbers given out through the id map (K) as the keys are
  *           rewritten.  Values are unchanged.
+ *   3 -> 4  runs: M and I values may hold several messages or entries
+ *           (records.proto Run); a layout 3 value is a run of one, so only
+ *           the version changes (an older build would misread runs).
  *
  * A layout 2 key has the tenant's first byte (never 0) after its family
  * byte, a layout 3 key the first byte of an 8-byte big-endian number,
@@ -229,6 +232,11 @@ int store__rdb_upgrade(store__rdb *s, uint32_t from, char *err, size_t errlen)
     int rc = 0;
     if (from < 2) rc = upgrade_home(s, &r, &convs);
     if (rc == 0 && from < 3) rc = upgrade_numbers(s, &r, &moved);
+    if (rc == 0 && from < 4) {
+        /* 3 -> 4: a layout 3 value under M or I is a run of one. */
+        store__meta_stage(s, 4);
+        rc = store__rdb_write_staged(s, &r);
+    }
     /* What the upgrade cached describes keys it moved: read afresh.  (On
      * failure what it staged is dropped with the store.) */
     store__ent_drop_all(s);

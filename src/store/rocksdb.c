@@ -23,8 +23,9 @@
  * STORE__BATCH_KEYS keys (a group message stages one inbox entry per
  * member), but one request is never split: adding 100,000 members is one
  * write batch, one synced write and one reply.  Staged writes are handed
- * to RocksDB in staging order; the memtable finds each insert's place
- * from the last insert with the same 9-byte prefix (store__rdb_options).
+ * to RocksDB sorted by key; the memtable finds each insert's place from
+ * the last insert with the same 9-byte prefix (store__fill_batch,
+ * store__rdb_options).
  *
  * Failures.  If the batch write fails, every write of the batch fails with
  * PL_UNAVAILABLE, nothing is applied (RocksDB writes a batch atomically)
@@ -62,10 +63,11 @@
  *                              the tenant, given out the first time one
  *                              of its M, I, D or R keys is written
  *   K                          Num     the last number given out
- *   M conv# seq                Msg     seq = 1, 2, 3... gapless per conv
- *   I user# useq               Entry   useq = 1, 2, 3... gapless per user; a
- *                              message entry points at an existing M key
- *                              (by conversation id and seq)
+ *   M conv# seq                Run of Msg: the messages seq - n + 1 ..
+ *                              seq; seqs are 1, 2, 3... gapless per conv
+ *   I user# useq               Run of Entry: useqs likewise, gapless per
+ *                              user; a message entry points at an
+ *                              existing message (conversation id, seq)
  *   D from# cmid               Dedup   the result of the first append with
  *                              this cmid; written in the same batch as it
  *   R user# conv#              ReadPos only ever raised; a message append
@@ -106,6 +108,18 @@
  * a user or conversation gets one the first time it needs a key, in the
  * batch that writes that key.  A number's K row, the last number given
  * out (K alone) and the keys it numbers are all staged in one batch.
+ *
+ * Runs (layout 4).  What one batch appends to one conversation or one
+ * inbox is written as one value, a run, under the number of its last
+ * element (records.proto Run; at most STORE__RUN_ELEMS elements or
+ * STORE__RUN_BYTES bytes, else several).  A group message to 2,000
+ * members was 2,000 memtable inserts; a batch of 200 such messages is
+ * now 2,000 in all, one per inbox, and a busy 1:1 conversation's messages
+ * of a batch are one insert too.  Runs are written once and never
+ * changed, so no write reads one.  A range's runs cover its numbers
+ * without gaps or overlaps: the last key's number is the last seq or
+ * useq, and the run holding number k is the first whose key is k or
+ * more (one seek).  A run of one is the record itself.
  *
  * The id cache.  For each (tenant, user) and (tenant, conversation) the
  * store thread touched recently it keeps the number (0: none yet, so no
@@ -160,9 +174,30 @@ struct store__entx {
     store__ent e;
     UT_hash_handle hh;
     store__entx *prev, *next;  /* LRU list, most recent first */
+    store__run *run;           /* the run the batch is building for it, if any */
     size_t klen;
     char key[];
 };
+
+/* A run being built (scratch): its elements, packed, in order. */
+typedef struct store__piece {
+    struct store__piece *next;
+    const uint8_t *v;
+    size_t n;
+} store__piece;
+
+struct store__run {
+    store__run *next;          /* s->runs */
+    store__entx *owner;
+    char family;               /* STORE__K_MSG or STORE__K_INBOX */
+    bool staged;
+    uint64_t last;             /* the number of the last element */
+    size_t count, bytes;       /* elements; size of the value with its tags */
+    store__piece *first, *tail;
+};
+
+/* The tag of Run.elems: field 15, length-delimited. */
+#define STORE__RUN_TAG 0x7a
 
 /*
  * The batch overlay: the latest value the batch being built staged for
@@ -341,23 +376,35 @@ int store__get_many(store__rdb *s, store_req *r, bool through_batch, const char 
     return rc;
 }
 
-void store__put(store__rdb *s, const store__key *k, const void *msg)
+const uint8_t *store__pack(store__rdb *s, const void *msg, size_t *n)
 {
     const ProtobufCMessage *m = msg;
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *v = arena_alloc(&s->scratch, n ? n : 1);
+    *n = protobuf_c_message_get_packed_size(m);
+    uint8_t *v = arena_alloc(&s->scratch, *n ? *n : 1);
     protobuf_c_message_pack(m, v);
+    return v;
+}
+
+void store__put(store__rdb *s, const store__key *k, const void *msg)
+{
+    size_t n;
+    const uint8_t *v = store__pack(s, msg, &n);
     store__put_raw(s, k, (const char *)v, n);
 }
 
 /*
- * Staged writes are kept in a list in staging order and handed to RocksDB
- * as they are: the memtable keeps an insert position per key prefix
- * (memtable_insert_with_hint_prefix_extractor, store__rdb_options), and a
- * conversation's or an inbox's keys arrive in ascending order, so sorting
- * the batch would cost more than it saves.  Of two writes to one key of a
- * read-back family the second replaces the first in place (see the
- * overlay); for other families the later write wins in RocksDB.
+ * Staged writes are kept as a list and handed to RocksDB sorted by key
+ * (stable on the staging order, so of two writes to one key the later
+ * still wins; for the read-back families the second write replaces the
+ * first in place, see the overlay).  The memtable keeps an insert
+ * position per 9-byte key prefix (store__rdb_options) and starts each
+ * insert from the last one with the same prefix; in key order every
+ * position it starts from lies before the key and was placed after
+ * everything the batch inserted before it, so it stays close.  Out of
+ * order (a run staged after keys that sort before it, say) a position
+ * can be far behind the new key, and the memtable then walks every node
+ * in between: a 100,000-member disband took seconds instead of half of
+ * one.
  */
 static void store__stage(store__rdb *s, const store__key *k, const char *v, size_t n, bool del)
 {
@@ -386,7 +433,8 @@ static void store__stage(store__rdb *s, const store__key *k, const char *v, size
         s->ops_cap = s->ops_cap ? 2 * s->ops_cap : 1024;
         s->ops = pl_realloc(s->ops, s->ops_cap * sizeof(*s->ops));
     }
-    store__op *op = &s->ops[s->n_ops++];
+    store__op *op = &s->ops[s->n_ops];
+    op->order = s->n_ops++;
     op->key = o ? o->key : arena_memdup(&s->scratch, k->b, k->len);
     op->klen = k->len;
     op->val = v;
@@ -394,10 +442,20 @@ static void store__stage(store__rdb *s, const store__key *k, const char *v, size
     op->del = del;
 }
 
-/* Fill the write batch from the staged writes. */
+/* Fill the write batch from the staged writes, in key order. */
+static int store__op_cmp(const void *a, const void *b)
+{
+    const store__op *x = a, *y = b;
+    int c = memcmp(x->key, y->key, x->klen < y->klen ? x->klen : y->klen);
+    if (c) return c;
+    if (x->klen != y->klen) return x->klen < y->klen ? -1 : 1;
+    return x->order < y->order ? -1 : 1;
+}
+
 static void store__fill_batch(store__rdb *s)
 {
     rocksdb_writebatch_clear(s->wb);
+    if (s->n_ops > 1) qsort(s->ops, s->n_ops, sizeof(*s->ops), store__op_cmp);
     for (size_t i = 0; i < s->n_ops; i++) {
         store__op *op = &s->ops[i];
         if (op->del) rocksdb_writebatch_delete(s->wb, op->key, op->klen);
@@ -629,6 +687,138 @@ static int store__num_last_load(store__rdb *s, store_req *r)
     return 0;
 }
 
+/* ---- runs ---- */
+
+static size_t store__varint_len(uint64_t v)
+{
+    size_t n = 1;
+    for (; v >= 0x80; v >>= 7) n++;
+    return n;
+}
+
+static uint8_t *store__varint_put(uint8_t *p, uint64_t v)
+{
+    for (; v >= 0x80; v >>= 7) *p++ = (uint8_t)(v | 0x80);
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* Stage a run: its key is the number of its last element.  A run of one
+ * is the element itself (a record never begins with the run's tag). */
+static void store__run_stage(store__rdb *s, store__run *run)
+{
+    const uint8_t *v;
+    size_t n;
+    if (run->count == 1) {
+        v = run->first->v;
+        n = run->first->n;
+    } else {
+        uint8_t *buf = arena_alloc(&s->scratch, run->bytes), *p = buf;
+        for (store__piece *pc = run->first; pc; pc = pc->next) {
+            *p++ = STORE__RUN_TAG;
+            p = store__varint_put(p, pc->n);
+            memcpy(p, pc->v, pc->n);
+            p += pc->n;
+        }
+        v = buf;
+        n = (size_t)(p - buf);
+    }
+    store__key k;
+    store__key_init(&k, run->family);
+    store__key_u64(&k, run->owner->e.num);
+    store__key_u64(&k, run->last);
+    store__put_raw(s, &k, (const char *)v, n);
+    run->staged = true;
+    run->owner->run = NULL;
+    s->run_elems -= run->count;
+}
+
+void store__run_add(store__rdb *s, store__ent *e, char family, uint64_t num, const uint8_t *v,
+                    size_t n)
+{
+    store__entx *c = store__entx_of(e);
+    store__run *run = c->run;
+    size_t add = 1 + store__varint_len(n) + n;
+    if (run && (run->count >= STORE__RUN_ELEMS || run->bytes + add > STORE__RUN_BYTES)) {
+        store__run_stage(s, run);
+        run = NULL;
+    }
+    if (!run) {
+        run = arena_alloc(&s->scratch, sizeof(*run));
+        memset(run, 0, sizeof(*run));
+        run->owner = c;
+        run->family = family;
+        run->next = s->runs;
+        s->runs = run;
+        c->run = run;
+    }
+    store__piece *pc = arena_alloc(&s->scratch, sizeof(*pc));
+    pc->next = NULL;
+    pc->v = v;
+    pc->n = n;
+    if (run->tail) run->tail->next = pc;
+    else run->first = pc;
+    run->tail = pc;
+    run->last = num;
+    run->count++;
+    run->bytes += add;
+    s->run_elems++;
+}
+
+/* Stage every run the batch is still building. */
+static void store__runs_stage(store__rdb *s)
+{
+    for (store__run *run = s->runs; run; run = run->next)
+        if (!run->staged) store__run_stage(s, run);
+    s->runs = NULL;
+}
+
+/* The length-delimited element at *p (after its tag): 0 with *e, *en and
+ * *p advanced, or -1 if it runs past end. */
+static int store__run_elem(const uint8_t **p, const uint8_t *end, const char **e, size_t *en)
+{
+    uint64_t len = 0;
+    for (int shift = 0;; shift += 7) {
+        if (*p == end || shift > 63) return -1;
+        uint8_t b = *(*p)++;
+        len |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) break;
+    }
+    if (len > (uint64_t)(end - *p)) return -1;
+    *e = (const char *)*p;
+    *en = (size_t)len;
+    *p += len;
+    return 0;
+}
+
+int store__run_split(arena *a, const char *v, size_t n, const char ***elems, size_t **lens,
+                     size_t *count)
+{
+    const uint8_t *beg = (const uint8_t *)v, *end = beg + n;
+    if (n == 0 || beg[0] != STORE__RUN_TAG) {
+        *elems = arena_alloc(a, sizeof(**elems));
+        *lens = arena_alloc(a, sizeof(**lens));
+        (*elems)[0] = v;
+        (*lens)[0] = n;
+        *count = 1;
+        return 0;
+    }
+    size_t c = 0;
+    const char *e;
+    size_t en;
+    for (const uint8_t *p = beg; p < end; c++)
+        if (*p++ != STORE__RUN_TAG || store__run_elem(&p, end, &e, &en)) return -1;
+    *elems = arena_alloc(a, c * sizeof(**elems));
+    *lens = arena_alloc(a, c * sizeof(**lens));
+    const uint8_t *p = beg;
+    for (size_t i = 0; i < c; i++) {
+        p++;
+        store__run_elem(&p, end, &(*elems)[i], &(*lens)[i]);
+    }
+    *count = c;
+    return 0;
+}
+
 /* ---- batches ---- */
 
 static void store__group_add(store__rdb *s, store_req *r)
@@ -702,7 +892,7 @@ static size_t store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
     s->n_ops = 0;
     for (size_t i = 0; i < n; i++) {
         if (!store__is_write(reqs[i]->op)) continue;
-        if (nw == s->max_batch || s->n_ops >= STORE__BATCH_KEYS) {
+        if (nw == s->max_batch || s->n_ops + s->run_elems >= STORE__BATCH_KEYS) {
             n = i;
             break;
         }
@@ -711,6 +901,7 @@ static size_t store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
     }
     if (nw) {
         char *err = NULL;
+        store__runs_stage(s);
         store__num_last_stage(s);
         if (s->n_ops > 0) {
             store__fill_batch(s);
@@ -973,6 +1164,7 @@ void store__meta_stage(store__rdb *s, uint32_t version)
 
 int store__rdb_write_staged(store__rdb *s, store_req *r)
 {
+    store__runs_stage(s);
     store__num_last_stage(s);
     int rc = 0;
     if (s->n_ops) {

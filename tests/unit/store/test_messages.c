@@ -455,6 +455,202 @@ static uint64_t read_get(store *s, const char *user, const char *conv)
     return h;
 }
 
+/*
+ * Runs: what a batch appends to one conversation or inbox is stored as
+ * runs (at most STORE__RUN_ELEMS elements or STORE__RUN_BYTES bytes each).
+ * Three batches build runs of every kind: full and partial ones, runs of
+ * one, runs cut by size, an event inside an inbox run; then every read is
+ * checked from every starting point against what was appended, before and
+ * after a reopen.
+ */
+#define RUN_MSGS 300
+#define RUN_BIG 10
+
+typedef struct model {
+    char *dm[RUN_MSGS + 16];       /* dm:alice:bob texts by seq (1-based) */
+    char *grp[RUN_MSGS + 16];      /* g:grp */
+    size_t n_dm, n_grp;
+    /* bob's inbox by useq: conv (NULL: the event) and seq */
+    const char *bconv[2 * RUN_MSGS + 32];
+    uint64_t bseq[2 * RUN_MSGS + 32];
+    size_t n_bob;
+} model;
+
+static void model_add(model *m, const char *conv, const char *text)
+{
+    bool dm = strcmp(conv, "dm:alice:bob") == 0;
+    char **t = dm ? m->dm : m->grp;
+    size_t *n = dm ? &m->n_dm : &m->n_grp;
+    t[++*n] = pl_strdup(text);
+    m->n_bob++;
+    m->bconv[m->n_bob] = dm ? "dm:alice:bob" : "g:grp";
+    m->bseq[m->n_bob] = *n;
+}
+
+static void model_free(model *m)
+{
+    for (size_t i = 1; i <= m->n_dm; i++) pl_free(m->dm[i]);
+    for (size_t i = 1; i <= m->n_grp; i++) pl_free(m->grp[i]);
+}
+
+static void check_runs(store *s, const model *m)
+{
+    /* history of the dm from every "before", 7 at a time */
+    for (uint64_t before = 0; before <= m->n_dm + 1; before++) {
+        store_req *r = history(s, "dm:alice:bob", before, 7);
+        uint64_t top = before == 0 || before > m->n_dm ? m->n_dm : before - 1;
+        uint64_t want = top < 7 ? top : 7;
+        assert_int_equal(r->n_msgs, want);
+        for (size_t i = 0; i < r->n_msgs; i++) {
+            assert_int_equal(r->msgs[i].seq, top - i);
+            assert_string_equal(r->msgs[i].text, m->dm[top - i]);
+        }
+        assert_int_equal(r->more, top > 7);
+        store_req_free(r);
+    }
+    /* the group's timeline from every "after", 9 at a time */
+    for (uint64_t after = 0; after <= m->n_grp; after++) {
+        store_req *r = conv_read(s, "g:grp", after, 9);
+        uint64_t left = m->n_grp - after, want = left < 9 ? left : 9;
+        assert_int_equal(r->head, m->n_grp);
+        assert_int_equal(r->n_msgs, want);
+        for (size_t i = 0; i < r->n_msgs; i++) {
+            assert_int_equal(r->msgs[i].seq, after + 1 + i);
+            assert_string_equal(r->msgs[i].text, m->grp[after + 1 + i]);
+        }
+        assert_int_equal(r->more, left > 9);
+        store_req_free(r);
+    }
+    /* bob's inbox from every "after", 11 at a time */
+    for (uint64_t after = 0; after <= m->n_bob; after++) {
+        store_req *r = inbox_read(s, "bob", after, 11);
+        uint64_t left = m->n_bob - after, want = left < 11 ? left : 11;
+        assert_int_equal(r->head, m->n_bob);
+        assert_int_equal(r->n_entries, want);
+        for (size_t i = 0; i < r->n_entries; i++) {
+            uint64_t u = after + 1 + i;
+            store_entry *e = &r->entries[i];
+            assert_int_equal(e->useq, u);
+            if (!m->bconv[u]) {
+                assert_non_null(e->event);
+                assert_string_equal(e->event->kind, "group_joined");
+                continue;
+            }
+            assert_non_null(e->msg);
+            assert_string_equal(e->msg->conv, m->bconv[u]);
+            assert_int_equal(e->msg->seq, m->bseq[u]);
+            bool dm = strcmp(m->bconv[u], "dm:alice:bob") == 0;
+            assert_string_equal(e->msg->text, (dm ? m->dm : m->grp)[m->bseq[u]]);
+        }
+        assert_int_equal(r->more, left > 11);
+        store_req_free(r);
+    }
+}
+
+static void test_runs(void **state)
+{
+    fixture *f = *state;
+    model *m = pl_calloc(1, sizeof(*m));
+    char text[64], cmid[32];
+
+    /* Batch 1: 300 messages in two conversations and an event. */
+    store_req **reqs = pl_calloc(RUN_MSGS + 1, sizeof(*reqs));
+    size_t n = 0;
+    for (int i = 0; i < RUN_MSGS; i++) {
+        const char *conv = i % 2 ? "g:grp" : "dm:alice:bob";
+        snprintf(text, sizeof(text), "batch one %d", i);
+        snprintf(cmid, sizeof(cmid), "b1-%d", i);
+        store_req *r = st_append_req("t", conv, i % 4 == 2 ? "bob" : "alice", text, NULL,
+                                     i % 2 ? ABC : AB);
+        r->append.cmid = arena_strdup(&r->arena, cmid);
+        r->append.text = arena_strdup(&r->arena, text);
+        reqs[n++] = r;
+        model_add(m, conv, text);
+        if (i == 150) {
+            store_req *ev = store_req_new(STORE_EVENT_APPEND);
+            ev->tenant_id = "t";
+            ev->users = AB + 1; /* bob */
+            ev->n_users = 1;
+            ev->event = arena_alloc(&ev->arena, sizeof(*ev->event));
+            ev->event->kind = "group_joined";
+            ev->event->group = "grp";
+            reqs[n++] = ev;
+            m->n_bob++;
+            m->bconv[m->n_bob] = NULL;
+        }
+    }
+    st_one_batch(f->s, reqs, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(reqs[i]->status, PL_OK);
+        store_req_free(reqs[i]);
+    }
+
+    /* Batch 2..6: runs of one. */
+    for (int i = 0; i < 5; i++) {
+        snprintf(text, sizeof(text), "alone %d", i);
+        store_req_free(st_append(f->s, "t", "dm:alice:bob", "bob", text, NULL, AB));
+        model_add(m, "dm:alice:bob", text);
+    }
+
+    /* One more batch of big messages: runs cut by size. */
+    char *big = pl_malloc(8001);
+    n = 0;
+    for (int i = 0; i < RUN_BIG; i++) {
+        memset(big, 'a' + i, 8000);
+        big[8000] = 0;
+        store_req *r = st_append_req("t", "dm:alice:bob", "alice", NULL, NULL, AB);
+        r->append.text = arena_strdup(&r->arena, big);
+        reqs[n++] = r;
+        model_add(m, "dm:alice:bob", big);
+    }
+    st_one_batch(f->s, reqs, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(reqs[i]->status, PL_OK);
+        store_req_free(reqs[i]);
+    }
+    pl_free(big);
+    pl_free(reqs);
+
+    /* Dedup still answers from within a run. */
+    store_req *r = st_append(f->s, "t", "g:grp", "alice", "again", "b1-1", ABC);
+    assert_true(r->append.dup);
+    assert_int_equal(r->append.seq, 1);
+    store_req_free(r);
+
+    check_runs(f->s, m);
+    store_close(f->s);
+
+    /* The dm's 165 messages are in 10 runs: 128 + 22 from batch 1, five
+     * of one, 4 + 4 + 2 of 8 kB each (32 kB a run); the group's 150 in 2. */
+    char path[512], *err = NULL;
+    snprintf(path, sizeof(path), "%s/rocksdb", f->dir);
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_t *db = rocksdb_open(o, path, &err);
+    assert_null(err);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator(db, ro);
+    size_t mkeys = 0;
+    for (rocksdb_iter_seek(it, "M", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen;
+        if (rocksdb_iter_key(it, &klen)[0] != 'M') break;
+        mkeys++;
+    }
+    assert_int_equal(mkeys, 12);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+
+    f->s = st_open(f->dir);
+    check_runs(f->s, m);
+    /* And appends go on from the last runs. */
+    r = append_ok(f->s, "dm:alice:bob", "alice", NULL, AB, m->n_dm + 1);
+    assert_int_equal(r->append.useqs[1], m->n_bob + 1);
+    store_req_free(r);
+    model_free(m);
+    pl_free(m);
+}
+
 static void test_read_set(void **state)
 {
     store *s = ((fixture *)*state)->s;
@@ -560,6 +756,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inbox_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conv_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_appends, setup, teardown),
