@@ -407,8 +407,9 @@ static void op_msg_append(store__rdb *s, store_req *r)
             return;
         }
     }
+    store__ent *me = NULL;
     if (a->must_exist) {
-        store__ent *me = store__ent_get(s, r, t, STORE__NUM_USER, a->must_exist);
+        me = store__ent_get(s, r, t, STORE__NUM_USER, a->must_exist);
         int f = me ? user_exists(s, r, t, me, a->must_exist) : -1;
         if (f < 0) return;
         if (f == 0) {
@@ -437,7 +438,18 @@ static void op_msg_append(store__rdb *s, store_req *r)
     uint64_t *conv_ctr = ce ? store__ent_last(s, r, ce, STORE__K_MSG) : NULL;
     if (!conv_ctr) return;
     store__ent **es = arena_alloc(&s->scratch, (a->n_rcpt ? a->n_rcpt : 1) * sizeof(*es));
-    if (store__inboxes_load(s, r, t, a->rcpt, a->n_rcpt, es)) return;
+    if (a->n_rcpt <= 2 && !a->group) {
+        /* A dm: its two users are the sender and must_exist, found above. */
+        for (size_t i = 0; i < a->n_rcpt; i++) {
+            const char *u = a->rcpt[i];
+            es[i] = strcmp(u, a->from) == 0                   ? fe
+                    : me && strcmp(u, a->must_exist) == 0 ? me
+                                                          : store__ent_get(s, r, t, STORE__NUM_USER, u);
+            if (!es[i] || !store__ent_last(s, r, es[i], STORE__K_INBOX)) return;
+        }
+    } else if (store__inboxes_load(s, r, t, a->rcpt, a->n_rcpt, es)) {
+        return;
+    }
     uint64_t *useqs = a->n_rcpt ? arena_alloc(&r->arena, a->n_rcpt * sizeof(*useqs)) : NULL;
 
     a->seq = ++*conv_ctr;
