@@ -9,6 +9,7 @@ link inside the root pointing at it, a linked directory, dotfiles.
 import os
 import socket
 import tempfile
+import time
 
 import pytest
 
@@ -18,6 +19,14 @@ SECRET = b"top secret: outside the web root"
 HTML = b"<!doctype html><title>parley test page</title><p>hello</p>\n"
 JS = b"export const x = 1;\n"
 CSS = b"body { color: black; }\n"
+
+
+def wait_log(server, text, timeout=10):
+    """The server's stderr is read by another thread: wait for a line."""
+    end = time.time() + timeout
+    while text not in server.log():
+        assert time.time() < end, "no %r in the log:\n%s" % (text, server.log())
+        time.sleep(0.02)
 
 
 def raw_request(port, target, method="GET", headers=()):
@@ -202,9 +211,8 @@ def test_paths_that_try_to_leave_the_root(site, target):
 def test_server_survives_traversal_attempts(site):
     st, _, body = raw_request(site.http_port, "/")
     assert st == 200 and body == HTML
-    lines = site.log()
-    assert '"web page loaded"' in lines
-    assert '"symbolic link"' in lines
+    wait_log(site, '"web page loaded"')
+    wait_log(site, '"symbolic link"')
 
 
 def test_no_page_installed_shows_a_placeholder():
@@ -215,7 +223,7 @@ def test_no_page_installed_shows_a_placeholder():
         assert b"not installed" in body and b"web_root" in body
         st, _, _ = raw_request(s.http_port, "/assets/app.0123456789ab.js")
         assert st == 404
-        assert "web page not installed" in s.log()
+        wait_log(s, "web page not installed")
     # A directory without index.html is not a page either.
     with open(os.path.join(empty, "other.js"), "wb") as f:
         f.write(JS)
