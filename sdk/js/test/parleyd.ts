@@ -36,6 +36,8 @@ export class Parleyd {
   private readonly args: string[];
   private readonly env: Record<string, string>;
   private proc: ChildProcess | undefined;
+  /** Exit code once the process ended and its stderr was read to the end. */
+  private closedCode: number | null | undefined;
   private wantPort: number;
   port = 0;
   log: string[] = [];
@@ -77,6 +79,10 @@ export class Parleyd {
     ];
     const proc = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...this.env } });
     this.proc = proc;
+    this.closedCode = undefined;
+    proc.on("close", (code) => {
+      this.closedCode = code;
+    });
     await new Promise<void>((ok, fail) => {
       let buf = "";
       const timer = setTimeout(() => fail(new Error("parleyd did not start:\n" + this.log.join(""))), 15_000);
@@ -109,10 +115,11 @@ export class Parleyd {
     const proc = this.proc;
     if (!proc) return;
     this.proc = undefined;
+    // "close", not "exit": the last lines of stderr (a sanitizer report) are read by then.
     const code = await new Promise<number | null>((ok) => {
-      if (proc.exitCode !== null) return ok(proc.exitCode);
+      if (this.closedCode !== undefined) return ok(this.closedCode);
       const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
-      proc.once("exit", (c) => {
+      proc.once("close", (c) => {
         clearTimeout(timer);
         ok(c);
       });
