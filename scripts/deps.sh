@@ -4,7 +4,8 @@
 # prometheus (for promtool), systemd (for systemd-analyze) and python3-yaml
 # check the deployment files of deploy/ (tests/e2e/test_deploy.py).
 # Node.js and npm build the web SDK and chat page (web/build.mjs, which runs
-# `npm ci`); Chromium runs the browser test (web/test/). A Node.js that is
+# `npm ci`); Chromium runs the browser test (web/test/); curl and jq run the
+# README's first chat. A Node.js that is
 # already on PATH (e.g. NodeSource's, which bundles npm) is used as it is.
 set -e
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev libfuzzer-14-dev
@@ -13,7 +14,7 @@ libjansson-dev libsodium-dev libssl-dev librocksdb-dev libpq-dev libhiredis-dev
 libcmocka-dev uthash-dev libunistring-dev python3 python3-pytest python3-websockets
 python3-protobuf protobuf-compiler
 python3-yaml prometheus systemd
-chromium fonts-dejavu-core"
+chromium fonts-dejavu-core curl jq"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
