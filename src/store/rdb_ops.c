@@ -470,9 +470,8 @@ static void op_msg_append(store__rdb *s, store_req *r)
     en.conv = (char *)a->conv;
     en.has_seq = 1;
     en.seq = a->seq;
-    size_t vlen = parley__rec__entry__get_packed_size(&en);
-    uint8_t *v = arena_alloc(&s->scratch, vlen);
-    parley__rec__entry__pack(&en, v);
+    size_t vlen;
+    const uint8_t *v = store__pack(s, &en, &vlen);
     for (size_t i = 0; i < a->n_rcpt; i++) useqs[i] = store__inbox_put(s, es[i], (const char *)v, vlen);
     a->useqs = useqs;
 

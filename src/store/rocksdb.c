@@ -157,6 +157,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/metrics.h"
+#include "store/pack.h"
 #include "store/rdb.h"
 #include "store/records.pb-c.h"
 
@@ -379,6 +380,8 @@ int store__get_many(store__rdb *s, store_req *r, bool through_batch, const char 
 const uint8_t *store__pack(store__rdb *s, const void *msg, size_t *n)
 {
     const ProtobufCMessage *m = msg;
+    const uint8_t *fast = store__pack_fast(m, &s->scratch, n);
+    if (fast) return fast;
     *n = protobuf_c_message_get_packed_size(m);
     uint8_t *v = arena_alloc(&s->scratch, *n ? *n : 1);
     protobuf_c_message_pack(m, v);
