@@ -84,14 +84,21 @@ start_server main
 run login login --clients 16 --pw-users 16 --duration 5
 run group group --members 1000 --offline 900 --messages 100 --rate 20 --duration "$DUR"
 run channel channel --members 10000 --offline 90000 --messages 50 --rate 20 --duration "$DUR"
+# the same channel at 100 and 200 messages/s: 1,000,000 and 2,000,000
+# deliveries/s offered (SPEC 6's fan-out rate), where a member's pushes
+# start sharing writes
+run channel-100 channel --members 10000 --offline 90000 --messages 500 --rate 100 --duration "$DUR"
+run channel-200 channel --members 10000 --offline 90000 --messages 1000 --rate 200 --duration "$DUR"
 run catchup catchup --messages 1000 --convs 50 --reps 20 --duration 60
 stop_server
 
 # dm on a server of its own, rates rising: the last ones overload the
-# server (and the bench), which must not spill into other runs.
+# server (and the bench), which must not spill into other runs.  Two bench
+# processes (half the pairs each), as one alone falls behind
+# its own pacer above about 50,000 msg/s.
 start_server dm
 for r in $DM_RATES; do
-    run "dm-$r" dm --pairs 100 --rate "$r" --duration "$DUR" --warmup 2
+    run "dm-$r" dm --pairs 100 --rate "$r" --procs 2 --duration "$DUR" --warmup 2
 done
 stop_server
 

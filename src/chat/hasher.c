@@ -24,6 +24,7 @@
  * only once the queue is empty, so every job accepted is finished and
  * posted before the threads are joined.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "chat/hasher.h"
 
 #include <assert.h>
@@ -106,6 +107,7 @@ static void hasher__run(const hasher *h, hasher_job *j)
 static void *hasher__worker(void *arg)
 {
     hasher *h = arg;
+    pthread_setname_np(pthread_self(), "parley-hasher"); /* for top -H, perf and gdb */
     pthread_mutex_lock(&h->mu);
     for (;;) {
         while (!h->head && !h->stopping) pthread_cond_wait(&h->cv, &h->mu);

@@ -58,6 +58,7 @@
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -170,6 +171,9 @@ static void worker_main(void *arg)
 {
     net_worker *w = arg;
     net *n = w->n;
+    char name[16];
+    snprintf(name, sizeof name, "parley-net-%zu", w->index);
+    pthread_setname_np(pthread_self(), name); /* for top -H, perf and gdb */
     if (n->cb.worker_start) w->wdata = n->cb.worker_start(w, n->cb.ud);
     uv_sem_post(&w->started);
     uv_run(&w->loop, UV_RUN_DEFAULT);
