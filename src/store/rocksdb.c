@@ -1113,9 +1113,8 @@ static rocksdb_options_t *store__rdb_options(store__rdb *s)
     rocksdb_options_set_write_buffer_size(o, 64u << 20);
     /* Room for three full memtables waiting to be flushed: under a burst
      * that keeps both cores busy the flush thread runs late, and with
-     * RocksDB's default of two a second full memtable stops every write
-     * (a stall of seconds, seen as acks stopping under parley-bench dm at
-     * 90,000 msg/s).  Costs up to 256 MiB of memtables at the peak. */
+     * RocksDB's default of two, a second full memtable stops every write
+     * until the flush ends.  Costs up to 256 MiB of memtables at the peak. */
     rocksdb_options_set_max_write_buffer_number(o, 4);
     /* Leave file descriptors to the connections (SPEC section 6). */
     rocksdb_options_set_max_open_files(o, 512);
