@@ -93,12 +93,10 @@ run catchup catchup --messages 1000 --convs 50 --reps 20 --duration 60
 stop_server
 
 # dm on a server of its own, rates rising: the last ones overload the
-# server (and the bench), which must not spill into other runs.  Two bench
-# processes (half the pairs each), as one alone falls behind
-# its own pacer above about 50,000 msg/s.
+# server (and the bench), which must not spill into other runs.
 start_server dm
 for r in $DM_RATES; do
-    run "dm-$r" dm --pairs 100 --rate "$r" --procs 2 --duration "$DUR" --warmup 2
+    run "dm-$r" dm --pairs 100 --rate "$r" --duration "$DUR" --warmup 2
 done
 stop_server
 
