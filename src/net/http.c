@@ -20,6 +20,8 @@
  *   - the body at most max_body bytes, by Content-Length or as chunks
  *     arrive: 413;
  *   - HTTP major version other than 1: 505; CONNECT: 405;
+ *   - HTTP/1.1 without a Host header, or with more than one: 400 (RFC 9112
+ *     section 3.2; HTTP/1.0 may omit it);
  *   - anything http-parser rejects, a bad request target or a bad
  *     percent-escape in the path: 400.
  *
@@ -144,6 +146,12 @@ static int on_headers_complete(http_parser *hp)
     end_string(p);
     p->head_done = true;
     if (hp->http_major != 1) return fail(p, 505, "HTTP version not supported");
+    if (hp->http_minor >= 1) {
+        size_t hosts = 0;
+        const hdr_off *h = (const hdr_off *)p->offs.data;
+        for (size_t i = 0; i < n_headers(p); i++) hosts += !strcasecmp((const char *)p->data.data + h[i].name, "Host");
+        if (hosts != 1) return fail(p, 400, hosts ? "more than one Host header" : "missing Host header");
+    }
     p->keep_alive = http_should_keep_alive(hp) != 0;
     p->is_head = hp->method == HTTP_HEAD;
     bool chunked = (hp->flags & F_CHUNKED) != 0;

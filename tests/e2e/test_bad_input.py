@@ -502,10 +502,12 @@ def test_http_case(srv, name, data, statuses):
 
 
 def test_http_missing_host(srv):
-    """RFC 7230 asks a server to refuse HTTP/1.1 without Host; parley may
-    answer 400 or serve it, but must answer (and keep serving)."""
+    """RFC 9112 section 3.2: HTTP/1.1 without Host, or with two, is a 400;
+    HTTP/1.0 may omit it."""
     st, raw = raw_http(srv.http_port, b"GET /healthz HTTP/1.1\r\n\r\n")
-    assert st in (200, 400), raw
+    assert st == 400 and b"missing Host header" in raw, raw
+    st, raw = raw_http(srv.http_port, b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+    assert st == 400 and b"more than one Host header" in raw, raw
     st, raw = raw_http(srv.http_port, b"GET /healthz HTTP/1.0\r\n\r\n")
     assert st == 200
     check_alive(srv)

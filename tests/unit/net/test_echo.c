@@ -500,7 +500,7 @@ static void test_http_keepalive(void **state)
     assert_int_equal(buf_size(&body), 5);
     assert_memory_equal(buf_begin(&body), "abcde", 5);
     /* Connection: close is honoured. */
-    client_sends(&c, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    client_sends(&c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_int_equal(http_response(&c, head, sizeof head, &body), 200);
     assert_non_null(strstr(head, "Connection: close\r\n"));
     assert_true(client_closed(&c));
@@ -533,8 +533,8 @@ static void test_http_pipelined(void **state)
     char head[1024];
     buf body = {0};
     client_open(&c, srv.http_port, 0);
-    client_sends(&c, "GET /info?n=1 HTTP/1.1\r\n\r\nGET /defer HTTP/1.1\r\n\r\n"
-                     "POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /info?n=4 HTTP/1.1\r\n\r\n");
+    client_sends(&c, "GET /info?n=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /defer HTTP/1.1\r\nHost: x\r\n\r\n"
+                     "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyzGET /info?n=4 HTTP/1.1\r\nHost: x\r\n\r\n");
     const char *want[] = {"GET /info ?n=1", "deferred\n", "xyz", "GET /info ?n=4"};
     for (int i = 0; i < 4; i++) {
         assert_int_equal(http_response(&c, head, sizeof head, &body), 200);
@@ -557,7 +557,7 @@ static void test_http_errors(void **state)
         int status;
     } cases[] = {
         {"BLAH\r\n\r\n", 400},
-        {"GET / HTTP/1.1\r\nX-Big: "
+        {"GET / HTTP/1.1\r\nHost: x\r\nX-Big: "
          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
@@ -570,8 +570,8 @@ static void test_http_errors(void **state)
          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
          "\r\n\r\n",
          431},
-        {"POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n", 413},
-        {"GET /%zz HTTP/1.1\r\n\r\n", 400},
+        {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n", 413},
+        {"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         client c;
@@ -592,7 +592,7 @@ static void test_http_slowloris(void **state)
 {
     client c;
     client_open(&c, srv.http_port, 0);
-    client_sends(&c, "GET / HTTP/1.1\r\n");
+    client_sends(&c, "GET / HTTP/1.1\r\nHost: x\r\n");
     uint64_t start = now_ms();
     bool closed = false;
     for (int i = 0; i < 20 && !closed; i++) {
@@ -618,7 +618,7 @@ static void test_http_slowloris(void **state)
 
     /* A body that stalls is cut off the same way. */
     client_open(&c, srv.http_port, 0);
-    client_sends(&c, "POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    client_sends(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
     start = now_ms();
     {
         char h408[512];
@@ -633,7 +633,7 @@ static void test_http_slowloris(void **state)
 
     /* Expect: 100-continue gets an interim response, then the answer. */
     client_open(&c, srv.http_port, 0);
-    client_sends(&c, "POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+    client_sends(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
     assert_int_equal(client_need(&c, 25), 0);
     assert_memory_equal(buf_begin(&c.in), "HTTP/1.1 100 Continue\r\n\r\n", 25);
     client_sends(&c, "ok");
@@ -772,15 +772,15 @@ static void test_ws_refused(void **state)
 
     const char *bad[] = {
         /* version 8 */
-        "GET /v1/ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
         /* no key */
-        "GET /v1/ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
         /* a key that is not 16 bytes of base64 */
-        "GET /v1/ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n",
         /* no Connection: Upgrade */
-        "GET /v1/ws HTTP/1.1\r\nUpgrade: websocket\r\n"
+        "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -805,7 +805,7 @@ static void test_ws_slow_consumer(void **state)
     client_open(&c, srv.http_port, 4096);
     char req[512];
     snprintf(req, sizeof req,
-             "GET /v1/ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
              ws_key);
     client_sends(&c, req);
@@ -845,7 +845,7 @@ static void test_ws_ping_flood(void **state)
     client_open(&c, srv.http_port, 4096);
     char req[512];
     snprintf(req, sizeof req,
-             "GET /v1/ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
              ws_key);
     client_sends(&c, req);
@@ -964,7 +964,7 @@ static void test_ip_limits(void **state)
     client_open(&a, s.tcp_port, 0);
     client_open(&b, s.http_port, 0);
     assert_true(tcp_accepted(&a));
-    client_sends(&b, "GET / HTTP/1.1\r\n\r\n");
+    client_sends(&b, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     char head[512];
     buf body = {0};
     assert_int_equal(http_response(&b, head, sizeof head, &body), 200);
@@ -1017,7 +1017,7 @@ static void test_idle_timeout(void **state)
     client_open(&t, s.tcp_port, 0);
     assert_true(tcp_accepted(&t));
     client_open(&h, s.http_port, 0);
-    client_sends(&h, "GET / HTTP/1.1\r\n\r\n");
+    client_sends(&h, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     char head[512];
     buf body = {0};
     assert_int_equal(http_response(&h, head, sizeof head, &body), 200);
@@ -1211,7 +1211,7 @@ static void test_stop(void **state)
     client_open(&t, s.tcp_port, 0);
     assert_true(tcp_accepted(&t));
     client_open(&h, s.http_port, 0);
-    client_sends(&h, "GET / HTTP/1.1\r\n\r\n");
+    client_sends(&h, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     char head[512];
     buf body = {0};
     assert_int_equal(http_response(&h, head, sizeof head, &body), 200);
@@ -1228,7 +1228,7 @@ static void test_stop(void **state)
     /* A request the application never answers: the stop waits for it a
      * grace period, then closes it. */
     client_open(&d, s.http_port, 0);
-    client_sends(&d, "GET /hang HTTP/1.1\r\n\r\n");
+    client_sends(&d, "GET /hang HTTP/1.1\r\nHost: x\r\n\r\n");
     sleep_ms(50);
 
     server_stop(&s, NET_CLOSE_GOING_AWAY);

@@ -65,30 +65,30 @@ static const good_case goods[] = {
      "Content-Length: 10\r\n\r\n{\"a\":\"bc\"}",
      "POST", "/v1/messages", "to=bob&x=%20", "CONTENT-TYPE", "application/json", 3, "{\"a\":\"bc\"}", true, false,
      false},
-    {"percent-decoded path", "GET /v1/users/al%20ice%2Fx HTTP/1.1\r\n\r\n", "GET", "/v1/users/al ice/x", "", NULL,
-     NULL, 0, "", true, false, false},
-    {"chunked body", "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
-     "POST", "/c", "", "transfer-encoding", "chunked", 1, "hello world", true, false, false},
-    {"chunked body with trailer", "POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: 1\r\n\r\n",
-     "POST", "/t", "", NULL, NULL, 1, "ok", true, false, false},
+    {"percent-decoded path", "GET /v1/users/al%20ice%2Fx HTTP/1.1\r\nHost: x\r\n\r\n", "GET", "/v1/users/al ice/x", "", NULL,
+     NULL, 1, "", true, false, false},
+    {"chunked body", "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+     "POST", "/c", "", "transfer-encoding", "chunked", 2, "hello world", true, false, false},
+    {"chunked body with trailer", "POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: 1\r\n\r\n",
+     "POST", "/t", "", NULL, NULL, 2, "ok", true, false, false},
     {"HTTP/1.0 closes", "GET / HTTP/1.0\r\n\r\n", "GET", "/", "", NULL, NULL, 0, "", false, false, false},
     {"HTTP/1.0 keep-alive", "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "GET", "/", "", NULL, NULL, 1, "",
      true, false, false},
-    {"Connection: close", "GET /x HTTP/1.1\r\nConnection: close\r\n\r\n", "GET", "/x", "", "connection", "close", 1,
+    {"Connection: close", "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "GET", "/x", "", "connection", "close", 2,
      "", false, false, false},
-    {"empty and padded values", "GET / HTTP/1.1\r\nX-Empty:\r\nX-B:   b  \r\nX-C: c\r\n\r\n", "GET", "/", "", "x-b",
-     "b", 3, "", true, false, false},
-    {"absolute target", "GET http://example.com/p/q?q=1 HTTP/1.1\r\n\r\n", "GET", "/p/q", "q=1", NULL, NULL, 0, "",
+    {"empty and padded values", "GET / HTTP/1.1\r\nHost: x\r\nX-Empty:\r\nX-B:   b  \r\nX-C: c\r\n\r\n", "GET", "/", "", "x-b",
+     "b", 4, "", true, false, false},
+    {"absolute target", "GET http://example.com/p/q?q=1 HTTP/1.1\r\nHost: x\r\n\r\n", "GET", "/p/q", "q=1", NULL, NULL, 1, "",
      true, false, false},
     {"WebSocket upgrade", "GET /v1/ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
      "GET", "/v1/ws", "", "sec-websocket-version", "13", 5, "", true, true, false},
-    {"Expect: 100-continue", "PUT /e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc", "PUT", "/e",
-     "", "expect", "100-continue", 2, "abc", true, false, true},
-    {"HEAD", "HEAD /h HTTP/1.1\r\n\r\n", "HEAD", "/h", "", NULL, NULL, 0, "", true, false, false},
-    {"body exactly max_body", "POST /m HTTP/1.1\r\nContent-Length: 64\r\n\r\n"
+    {"Expect: 100-continue", "PUT /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc", "PUT", "/e",
+     "", "expect", "100-continue", 3, "abc", true, false, true},
+    {"HEAD", "HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n", "HEAD", "/h", "", NULL, NULL, 1, "", true, false, false},
+    {"body exactly max_body", "POST /m HTTP/1.1\r\nHost: x\r\nContent-Length: 64\r\n\r\n"
      "0123456789012345678901234567890123456789012345678901234567890123",
-     "POST", "/m", "", NULL, NULL, 1, "0123456789012345678901234567890123456789012345678901234567890123", true, false,
+     "POST", "/m", "", NULL, NULL, 2, "0123456789012345678901234567890123456789012345678901234567890123", true, false,
      false},
 };
 
@@ -131,7 +131,7 @@ static void test_empty_header_value(void **state)
 {
     net__http_parser p;
     net__http_init(&p, MAX_HEADER, MAX_BODY);
-    const char *raw = "GET / HTTP/1.1\r\nX-Empty:\r\nX-B: b\r\n\r\n";
+    const char *raw = "GET / HTTP/1.1\r\nX-Empty:\r\nX-B: b\r\nHost: x\r\n\r\n";
     size_t used;
     assert_int_equal(net__http_feed(&p, (const uint8_t *)raw, strlen(raw), &used), NET__HTTP_DONE);
     assert_string_equal(net_http_header(&p.req, "x-empty"), "");
@@ -149,22 +149,24 @@ typedef struct bad_case {
 
 static const bad_case bads[] = {
     {"garbage", "GARBAGE\r\n\r\n", 400},
-    {"header without colon", "GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400},
-    {"bad escape in path", "GET /a%zz HTTP/1.1\r\n\r\n", 400},
-    {"cut escape in path", "GET /a%4 HTTP/1.1\r\n\r\n", 400},
-    {"NUL in path", "GET /a%00b HTTP/1.1\r\n\r\n", 400},
+    {"HTTP/1.1 without Host", "GET / HTTP/1.1\r\nX-A: a\r\n\r\n", 400},
+    {"two Host headers", "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400},
+    {"header without colon", "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400},
+    {"bad escape in path", "GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+    {"cut escape in path", "GET /a%4 HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+    {"NUL in path", "GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n", 400},
     {"HTTP/2.0", "GET / HTTP/2.0\r\n\r\n", 505},
-    {"CONNECT", "CONNECT example.com:443 HTTP/1.1\r\n\r\n", 405},
-    {"bad Content-Length", "POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400},
-    {"Content-Length over max_body", "POST / HTTP/1.1\r\nContent-Length: 65\r\n\r\n", 413},
-    {"chunked body over max_body", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    {"CONNECT", "CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", 405},
+    {"bad Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400},
+    {"Content-Length over max_body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\n\r\n", 413},
+    {"chunked body over max_body", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
      "30\r\n012345678901234567890123456789012345678901234567\r\n"
      "30\r\n012345678901234567890123456789012345678901234567\r\n0\r\n\r\n",
      413},
-    {"bad chunk size", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
-    {"space in target", "GET /a b HTTP/1.1\r\n\r\n", 400},
-    {"asterisk target", "OPTIONS * HTTP/1.1\r\n\r\n", 400},
-    {"target not starting with a slash", "GET *a HTTP/1.1\r\n\r\n", 400},
+    {"bad chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+    {"space in target", "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+    {"asterisk target", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+    {"target not starting with a slash", "GET *a HTTP/1.1\r\nHost: x\r\n\r\n", 400},
 };
 
 static void check_bad(const bad_case *b, size_t at)
@@ -194,7 +196,7 @@ static void test_header_limit(void **state)
 {
     char raw[600];
     for (size_t pad = 0; pad < 3; pad++) {
-        int n = snprintf(raw, sizeof raw, "GET / HTTP/1.1\r\nX-Pad: %.*s\r\n\r\n", (int)(400 + pad),
+        int n = snprintf(raw, sizeof raw, "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: %.*s\r\n\r\n", (int)(400 + pad),
                          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
                          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
                          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
@@ -222,7 +224,8 @@ static void test_endless_head(void **state)
     net__http_parser p;
     net__http_init(&p, 256, MAX_BODY);
     size_t used, total = 0;
-    int r = net__http_feed(&p, (const uint8_t *)"GET / HTTP/1.1\r\nX: ", 19, &used);
+    const char *start = "GET / HTTP/1.1\r\nHost: x\r\nX: ";
+    int r = net__http_feed(&p, (const uint8_t *)start, strlen(start), &used);
     total += used;
     char chunk[100];
     memset(chunk, 'a', sizeof chunk);
@@ -239,7 +242,7 @@ static void test_endless_head(void **state)
 static void test_too_many_headers(void **state)
 {
     char raw[4096];
-    size_t n = (size_t)snprintf(raw, sizeof raw, "GET / HTTP/1.1\r\n");
+    size_t n = (size_t)snprintf(raw, sizeof raw, "GET / HTTP/1.1\r\nHost: x\r\n");
     for (int i = 0; i < NET__HTTP_MAX_HEADERS + 1; i++) n += (size_t)snprintf(raw + n, sizeof raw - n, "H%d: v\r\n", i);
     n += (size_t)snprintf(raw + n, sizeof raw - n, "\r\n");
     net__http_parser p;
@@ -254,7 +257,7 @@ static void test_too_many_headers(void **state)
  * parser takes the next one. */
 static void test_pipelined(void **state)
 {
-    const char *raw = "GET /one HTTP/1.1\r\n\r\nPOST /two HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /three HTTP/1.1\r\n\r\n";
+    const char *raw = "GET /one HTTP/1.1\r\nHost: x\r\n\r\nPOST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /three HTTP/1.1\r\nHost: x\r\n\r\n";
     const char *paths[] = {"/one", "/two", "/three"};
     size_t len = strlen(raw), off = 0, used;
     net__http_parser p;
@@ -273,7 +276,7 @@ static void test_pipelined(void **state)
  * left to the caller. */
 static void test_upgrade_leaves_rest(void **state)
 {
-    const char *raw = "GET /v1/ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x85xyzw";
+    const char *raw = "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x85xyzw";
     size_t len = strlen(raw), used;
     net__http_parser p;
     net__http_init(&p, MAX_HEADER, MAX_BODY);
