@@ -276,9 +276,10 @@ void presence_session_up(chat_session *s);
 void presence_session_down(chat_session *s);
 void presence_get(chat *c, const chat_tenant *t, const char *user, bool *online,
                   uint64_t *last_seen);
-/* The presence pushes of the users the session follows, now (after a
- * subscription). */
-void presence_fill(chat *c, const chat_tenant *t, const char *user, Parley__Presence *p);
+/* A user's presence as pushed: online, or offline with last seen (from this
+ * process's table, else stored_seen, what the store had). */
+void presence_fill(chat *c, const chat_tenant *t, const char *user, uint64_t stored_seen,
+                   Parley__Presence *p);
 
 /* ---- calls (call.c) ---- */
 

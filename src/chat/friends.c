@@ -108,6 +108,7 @@ static void friends_listed(chat_call *c, store_req *r)
             bool online;
             uint64_t seen;
             presence_get(c->c, c->tenant, sf->user, &online, &seen);
+            if (!seen) seen = sf->last_seen;
             f->has_online = true;
             f->online = online;
             if (!online && seen) {

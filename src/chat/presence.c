@@ -8,8 +8,11 @@
  * presence topic (topic.c): one mail per worker, each worker telling its
  * own subscribers.  Entries stay after the user goes offline, to answer
  * last-seen; the table is bounded by the users that ever logged in since
- * start.  Last-seen is kept in memory only: after a restart a user who has
- * not come back reads as offline with last_seen 0.
+ * start.  Each time a user goes offline the time is also written to the
+ * store (STORE_SEEN_SET, answered by nobody), and the answers to
+ * presence_sub, GET /v1/presence and the friend list take last seen from
+ * the store for users this process has not seen since it started, so last
+ * seen outlives a restart.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -110,11 +113,24 @@ void presence_session_up(chat_session *s)
     }
 }
 
+/* Write last seen to the store; nothing waits for the answer. */
+static void seen_store(chat *c, const chat_tenant *t, const char *user, uint64_t at)
+{
+    store_req *r = store_req_new(STORE_SEEN_SET);
+    r->tenant_id = arena_strdup(&r->arena, t->id);
+    r->user_id = arena_strdup(&r->arena, user);
+    r->at = at;
+    store_submit(c->st, r);
+}
+
 void presence_session_down(chat_session *s)
 {
     uint64_t seen;
     if (update(s->w->c, s->tenant, s->user, -1, &seen)) {
         stats_user_online(s->tenant, -1);
+        /* Stored first: whoever hears of the push and then writes to the
+         * store writes after it. */
+        seen_store(s->w->c, s->tenant, s->user, seen);
         announce(s, false, seen);
     }
 }
@@ -133,11 +149,13 @@ void presence_get(chat *c, const chat_tenant *t, const char *user, bool *online,
     pthread_mutex_unlock(&sh->lock);
 }
 
-void presence_fill(chat *c, const chat_tenant *t, const char *user, Parley__Presence *p)
+void presence_fill(chat *c, const chat_tenant *t, const char *user, uint64_t stored_seen,
+                   Parley__Presence *p)
 {
     bool online;
     uint64_t seen;
     presence_get(c, t, user, &online, &seen);
+    if (!seen) seen = stored_seen;
     parley__presence__init(p);
     p->user = (char *)user;
     p->has_online = true;
@@ -152,12 +170,32 @@ void presence_fill(chat *c, const chat_tenant *t, const char *user, Parley__Pres
 
 #define PRESENCE_SUB_MAX 500
 
+/* The stored last seen of the users asked for has arrived: answer. */
+static void states_seen(chat_call *c, store_req *r)
+{
+    if (r->status) {
+        call_err(c, PL_UNAVAILABLE, "store unavailable, retry later");
+        return;
+    }
+    size_t n = r->n_users;
+    Parley__PresenceSubOk ok = PARLEY__PRESENCE_SUB_OK__INIT;
+    Parley__Presence *ps = arena_alloc(&r->arena, (n + 1) * sizeof *ps);
+    Parley__Presence **pp = arena_alloc(&r->arena, (n + 1) * sizeof *pp);
+    for (size_t i = 0; i < n; i++) {
+        presence_fill(c->c, c->tenant, r->users[i], r->seen_out[i], &ps[i]);
+        pp[i] = &ps[i];
+    }
+    ok.n_presences = n;
+    ok.presences = pp;
+    call_ok(c, &ok.base);
+}
+
+/* Subscribe (at once, so no change is missed) and answer with each user's
+ * state, once the store has said when the offline ones were last seen. */
 static void reply_states(chat_call *c, char **users, size_t n, bool subscribe)
 {
-    Parley__PresenceSubOk ok = PARLEY__PRESENCE_SUB_OK__INIT;
-    Parley__Presence *ps = pl_calloc(n ? n : 1, sizeof *ps);
-    Parley__Presence **pp = pl_calloc(n ? n : 1, sizeof *pp);
-    size_t k = 0;
+    store_req *r = call_store(c, STORE_SEEN_GET, states_seen);
+    r->users = arena_alloc(&r->arena, (n + 1) * sizeof *r->users);
     for (size_t i = 0; i < n; i++) {
         if (!chat_valid_id(users[i])) continue;
         if (subscribe && c->s) {
@@ -165,15 +203,9 @@ static void reply_states(chat_call *c, char **users, size_t n, bool subscribe)
             topic_presence_key(c->tenant, users[i], key, sizeof key);
             topic_sub_asked(c->s, key);
         }
-        presence_fill(c->c, c->tenant, users[i], &ps[k]);
-        pp[k] = &ps[k];
-        k++;
+        r->users[r->n_users++] = arena_strdup(&r->arena, users[i]);
     }
-    ok.n_presences = k;
-    ok.presences = pp;
-    call_ok(c, &ok.base);
-    pl_free(ps);
-    pl_free(pp);
+    call_submit(c, r);
 }
 
 void h_presence_sub(chat_call *c, const ProtobufCMessage *body)

@@ -97,6 +97,11 @@ void store__k_user(store__key *k, const char *t, const char *u)
     store__k3(k, STORE__K_USER, t, u, NULL);
 }
 
+void store__k_seen(store__key *k, const char *t, const char *u)
+{
+    store__k3(k, STORE__K_SEEN, t, u, NULL);
+}
+
 void store__k_name(store__key *k, const char *t, const char *name, const char *u)
 {
     char ln[STORE__LNAME_MAX + 1];

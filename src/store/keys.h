@@ -48,6 +48,7 @@ enum {
     STORE__K_CHANNAME = 'L',
     STORE__K_FRIEND = 'F',
     STORE__K_HOME = 'H',
+    STORE__K_SEEN = 'S',
     STORE__K_NUM = 'K',
 };
 
@@ -109,6 +110,7 @@ void store__lname(char out[STORE__LNAME_MAX + 1], const char *name);
  */
 void store__k_tenant(store__key *k, const char *t);
 void store__k_user(store__key *k, const char *t, const char *u);
+void store__k_seen(store__key *k, const char *t, const char *u);
 void store__k_name(store__key *k, const char *t, const char *name, const char *u);
 void store__k_conv(store__key *k, uint64_t conv);                      /* M conv# */
 void store__k_msg(store__key *k, uint64_t conv, uint64_t seq);

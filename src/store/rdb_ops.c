@@ -40,6 +40,7 @@ bool store__is_write(store_op op)
     case STORE_MEMBER_REMOVE:
     case STORE_MEMBER_ROLE:
     case STORE_FRIEND:
+    case STORE_SEEN_SET:
     case STORE_PROBE:
         return true;
     default:
@@ -578,6 +579,7 @@ void store__exec_write(store__rdb *s, store_req *r)
     case STORE_MEMBER_REMOVE: store__op_member_remove(s, r); break;
     case STORE_MEMBER_ROLE: store__op_member_role(s, r); break;
     case STORE_FRIEND: store__op_friend(s, r); break;
+    case STORE_SEEN_SET: store__op_seen_set(s, r); break;
     case STORE_PROBE: store__op_probe(s, r); break;
     default: store__fail(r, PL_BAD_REQUEST, "not a write op: %d", (int)r->op); break;
     }
@@ -1023,6 +1025,7 @@ void store__exec_read(store__rdb *s, store_req *r)
     case STORE_USER_GROUPS: store__op_user_groups(s, r); break;
     case STORE_GROUP_SEARCH: store__op_group_search(s, r); break;
     case STORE_FRIEND_LIST: store__op_friend_list(s, r); break;
+    case STORE_SEEN_GET: store__op_seen_get(s, r); break;
     case STORE_HOME: store__op_home(s, r); break;
     case STORE_CHECKPOINT: store__op_checkpoint(s, r); break;
     default: store__fail(r, PL_BAD_REQUEST, "unknown op %d", (int)r->op); break;

@@ -138,6 +138,8 @@ int store__are_friends(store__rdb *s, store_req *r, const char *tenant, const ch
 
 void store__op_friend(store__rdb *s, store_req *r);
 void store__op_friend_list(store__rdb *s, store_req *r);
+void store__op_seen_set(store__rdb *s, store_req *r);
+void store__op_seen_get(store__rdb *s, store_req *r);
 void store__op_home(store__rdb *s, store_req *r);
 
 #endif

@@ -22,6 +22,10 @@
  * friend_removed (both).  A repeated request while one is open writes
  * nothing.
  *
+ * Last seen.  S t u holds when the user's last device went offline, written
+ * by presence on every such moment; STORE_FRIEND_LIST returns it with each
+ * friend, STORE_SEEN_GET for any users, so last seen outlives a restart.
+ *
  * Home.  A user's conversations are the H rows (1:1s, written with their
  * first message) and the J rows (groups and channels, written with the
  * membership).  STORE_HOME scans both, finds each conversation's last
@@ -33,6 +37,8 @@
 #include <string.h>
 
 #include "store/rdb_ops.h"
+
+static uint64_t seen_of(store__rdb *s, store_req *r, const char *t, const char *u);
 
 /* ---- friends ---- */
 
@@ -209,7 +215,41 @@ void store__op_friend_list(store__rdb *s, store_req *r)
         sf->since = f->since;
     }
     r->friends_out = store__vec_finish(&v, &r->arena, &r->n_friends_out);
-    store__iter_close(&it, r);
+    if (store__iter_close(&it, r) != 0) return;
+    for (size_t i = 0; i < r->n_friends_out; i++)
+        if (!strcmp(r->friends_out[i].state, "friends"))
+            r->friends_out[i].last_seen = seen_of(s, r, r->tenant_id, r->friends_out[i].user);
+}
+
+/* ---- last seen ---- */
+
+static uint64_t seen_of(store__rdb *s, store_req *r, const char *t, const char *u)
+{
+    if (!store__id_ok(u)) return 0;
+    store__key k;
+    store__k_seen(&k, t, u);
+    Parley__Rec__Seen *rec;
+    int f = store__get(s, r, false, &k, &parley__rec__seen__descriptor, &s->scratch, (void **)&rec);
+    return f > 0 ? rec->at : 0;
+}
+
+void store__op_seen_set(store__rdb *s, store_req *r)
+{
+    if (!store__need_id(r, "tenant id", r->tenant_id) || !store__need_id(r, "user id", r->user_id))
+        return;
+    store__key k;
+    store__k_seen(&k, r->tenant_id, r->user_id);
+    Parley__Rec__Seen rec = PARLEY__REC__SEEN__INIT;
+    rec.has_at = 1;
+    rec.at = r->at;
+    store__put(s, &k, &rec);
+}
+
+void store__op_seen_get(store__rdb *s, store_req *r)
+{
+    if (!store__need_id(r, "tenant id", r->tenant_id)) return;
+    r->seen_out = arena_alloc(&r->arena, (r->n_users + 1) * sizeof *r->seen_out);
+    for (size_t i = 0; i < r->n_users; i++) r->seen_out[i] = seen_of(s, r, r->tenant_id, r->users[i]);
 }
 
 /* ---- home ---- */

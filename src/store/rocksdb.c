@@ -89,6 +89,8 @@
  *   H tenant user conv         HomeDm  peer, since: a 1:1 conversation of
  *                              the user's home list, written in the batch
  *                              of the conversation's first message (seq 1)
+ *   S tenant user              Seen    when the user's last device went
+ *                              offline (presence's last seen)
  *
  * A group's conversation is "g:" + id (its messages under M), a 1:1's is
  * "dm:a:b"; the chat layer builds both.
@@ -827,6 +829,11 @@ int store__run_split(arena *a, const char *v, size_t n, const char ***elems, siz
 
 static void store__group_add(store__rdb *s, store_req *r)
 {
+    if (!r->reply_to) { /* nobody waits for it (store_submit) */
+        if (r->status != PL_OK) log_warn("store: op %d failed: %s", (int)r->op, r->err);
+        store_req_free(r);
+        return;
+    }
     size_t i = 0;
     while (i < s->n_groups && s->groups[i].mb != r->reply_to) i++;
     if (i == s->n_groups) {

@@ -62,7 +62,7 @@ uint32_t store__limit(uint32_t limit)
 
 void store_submit(store *s, store_req *r)
 {
-    if (!r->reply_to || !r->done) {
+    if (!r->reply_to != !r->done) {
         log_error("store_submit: request without reply_to or done (op %d)", (int)r->op);
         abort();
     }
@@ -92,6 +92,7 @@ void store_submit(store *s, store_req *r)
     r->n_groups_out = 0;
     r->friends_out = NULL;
     r->n_friends_out = 0;
+    r->seen_out = NULL;
     r->convs_out = NULL;
     r->n_convs_out = 0;
     s->backend->submit(s, r);

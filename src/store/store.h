@@ -136,6 +136,8 @@ typedef struct store_friend {
     const char *state;         /* "friends"; "requested" (the user asked them);
                                   "pending" (they asked the user) */
     uint64_t since;
+    uint64_t last_seen;        /* "friends" only: when their last device went offline,
+                                  as last written by STORE_SEEN_SET (0: never) */
 } store_friend;
 
 /* One conversation of a user's home screen. */
@@ -309,6 +311,11 @@ typedef enum store_op {
                               user_id). */
     STORE_FRIEND_LIST,     /* in: tenant_id, user_id -> out: friends_out, sorted by
                               user, with requests both ways */
+    STORE_SEEN_SET,        /* in: tenant_id, user_id, at: when the user's last device
+                              went offline (ms).  Presence keeps it in memory too;
+                              this is what outlives a restart. */
+    STORE_SEEN_GET,        /* in: tenant_id, users, n_users -> out: seen_out[i] =
+                              users[i]'s last STORE_SEEN_SET time (0: never) */
 
     /* ---- home ---- */
     STORE_HOME,            /* in: tenant_id, user_id, limit (0 = 100, at most 1,000)
@@ -407,6 +414,7 @@ struct store_req {
     const char *other;         /* FRIEND: the other user */
     const char *action;        /* FRIEND */
     const char *role;          /* MEMBER_ADD, MEMBER_ROLE */
+    uint64_t at;               /* SEEN_SET */
     store_group *group;        /* GROUP_CREATE, GROUP_UPDATE in; GROUP_GET, MEMBER_GET,
                                   MEMBER_ADD out (a new record in the arena) */
 
@@ -433,6 +441,7 @@ struct store_req {
     size_t n_friends_out;
     store_conv *convs_out;
     size_t n_convs_out;
+    uint64_t *seen_out;        /* SEEN_GET: one per users[i] */
 };
 
 /* ---- backend table ---- */
@@ -478,7 +487,11 @@ int store_open(store **out, const store_config *cfg, char *err, size_t errlen);
 
 /* Hand r to the store (r->reply_to and r->done must be set; done runs on
  * the thread that drains reply_to).  Resets r's status, err and outputs
- * first.  Not allowed once store_close has begun. */
+ * first.  Not allowed once store_close has begun.
+ * A request with neither reply_to nor done is one nobody waits for: the
+ * store frees it on its own thread once executed, and logs a failure.  For
+ * writes whose outcome no client hears of (STORE_SEEN_SET), which may be
+ * submitted while the workers are stopping. */
 void store_submit(store *s, store_req *r);
 
 /* Finish everything submitted, stop, free.  NULL is a no-op. */

@@ -422,3 +422,53 @@ def test_friends_are_followed_from_login_ok_on(server):
             missed += 1
         a.close()
     assert missed == 0, "%d of 30 logins missed the friend's offline push" % missed
+
+
+def test_last_seen_outlives_a_restart():
+    """Last seen is stored when a user's last device goes offline: after a
+    graceful restart and after kill -9, presence_sub, GET /v1/presence and
+    the friend list still give that time (and a user who was online at the
+    graceful stop has the time of the stop)."""
+    import shutil
+    import tempfile
+    data = tempfile.mkdtemp(prefix="parley-e2e-seen-")
+    try:
+        s = Server(data=data).start()
+        try:
+            ta, tb = s.signup("alice"), s.signup("bob")
+            _friends(s, ta, tb, "bob", "alice")
+            a = s.login_ws(ta)
+            b = s.login_ws(tb)
+            push_of(a, "presence", 10, user="bob")
+            b.close()
+            seen = _wait_offline(a, "bob")["last_seen"]
+            # alice writes after hearing of it, so the stored time is durable
+            # once her message is acknowledged
+            call_ok(a, "send", {"to": "bob", "text": "are you there?", "cmid": "c1"})
+            s.kill()
+            a.close()
+        finally:
+            s.kill()
+        s = Server(data=data).start()
+        try:
+            st, r = s.http("GET", "/v1/presence?users=bob", token=ta)
+            assert st == 200 and r["presences"] == [{"user": "bob", "online": False, "last_seen": seen}], r
+            st, r = s.http("GET", "/v1/friends", token=ta)
+            assert st == 200 and r["friends"][0]["last_seen"] == seen, r
+            a = s.login_ws(ta)
+            r = call_ok(a, "presence_sub", {"users": ["bob"]})
+            assert r["presences"] == [{"user": "bob", "online": False, "last_seen": seen}], r
+            before = int(time.time() * 1000)
+        finally:
+            s.stop()  # alice's device is still online: the stop sends her offline
+        s = Server(data=data).start()
+        try:
+            st, r = s.http("GET", "/v1/presence?users=alice,bob", token=tb)
+            assert st == 200, r
+            alice, bob = r["presences"]
+            assert alice["online"] is False and before <= alice["last_seen"] <= int(time.time() * 1000)
+            assert bob["last_seen"] == seen
+        finally:
+            s.stop()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)

@@ -3,7 +3,8 @@
  * (request, accept, reject, delete, withdraw, a crossing request that
  * accepts), the inbox events of each step, refusals that write nothing,
  * the friend list, 1:1 messages that require friendship (also when the
- * friendship is made earlier in the same batch), and a reopen.
+ * friendship is made earlier in the same batch), a reopen, and last seen
+ * (STORE_SEEN_SET, STORE_SEEN_GET, and with the friend list).
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -264,6 +265,65 @@ static void test_reopen(void **state)
     friend(f->s, "ann", "cat", "accept", PL_OK, "accept", 3, 1);
 }
 
+/* Submit a SEEN_SET nobody waits for (the store frees it). */
+static void seen_set(store *s, const char *user, uint64_t at)
+{
+    store_req *r = store_req_new(STORE_SEEN_SET);
+    r->tenant_id = "t";
+    r->user_id = user;
+    r->at = at;
+    store_submit(s, r);
+}
+
+/* SEEN_GET of ann, bob, cat and a user that does not exist, in order. */
+static void seen_get(store *s, uint64_t want[4])
+{
+    const char *users[] = {"ann", "bob", "cat", "nobody"};
+    store_req *r = store_req_new(STORE_SEEN_GET);
+    r->tenant_id = "t";
+    r->users = users;
+    r->n_users = 4;
+    assert_int_equal(store_call(s, r), PL_OK);
+    for (int i = 0; i < 4; i++) assert_int_equal(r->seen_out[i], want[i]);
+    store_req_free(r);
+}
+
+static uint64_t friend_seen(store *s, const char *user, const char *other)
+{
+    store_req *r = store_req_new(STORE_FRIEND_LIST);
+    r->tenant_id = "t";
+    r->user_id = user;
+    assert_int_equal(store_call(s, r), PL_OK);
+    uint64_t seen = UINT64_MAX;
+    for (size_t i = 0; i < r->n_friends_out; i++)
+        if (!strcmp(r->friends_out[i].user, other)) seen = r->friends_out[i].last_seen;
+    store_req_free(r);
+    return seen;
+}
+
+/* Last seen: written without an answer, read back by SEEN_GET and with each
+ * friend (not with open requests), later writes win, kept across a reopen. */
+static void test_last_seen(void **state)
+{
+    fixture *f = *state;
+    seen_get(f->s, (uint64_t[4]){0, 0, 0, 0});
+    seen_set(f->s, "bob", 1000);
+    seen_set(f->s, "cat", 2000);
+    seen_set(f->s, "bob", 1500);
+    seen_get(f->s, (uint64_t[4]){0, 1500, 2000, 0});
+    friend(f->s, "ann", "bob", "request", PL_OK, "request", 0, 1);
+    assert_int_equal(friend_seen(f->s, "ann", "bob"), 0); /* only a request yet */
+    friend(f->s, "bob", "ann", "accept", PL_OK, "accept", 2, 1);
+    friend(f->s, "cat", "ann", "request", PL_OK, "request", 0, 2);
+    assert_int_equal(friend_seen(f->s, "ann", "bob"), 1500);
+    assert_int_equal(friend_seen(f->s, "ann", "cat"), 0);
+    assert_int_equal(friend_seen(f->s, "bob", "ann"), 0);
+    store_close(f->s);
+    f->s = st_open(f->dir);
+    seen_get(f->s, (uint64_t[4]){0, 1500, 2000, 0});
+    assert_int_equal(friend_seen(f->s, "ann", "bob"), 1500);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +331,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_friend_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_require_friend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_seen, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
