@@ -132,12 +132,23 @@ static int on_header_value(http_parser *hp, const char *at, size_t n)
     return 0;
 }
 
-static const char *find_header(const net__http_parser *p, const char *name)
+/* The value of the first header called name, and how many there are. */
+static const char *find_header_n(const net__http_parser *p, const char *name, size_t *count)
 {
     const hdr_off *h = (const hdr_off *)p->offs.data;
+    const char *first = NULL;
+    *count = 0;
     for (size_t i = 0; i < n_headers(p); i++)
-        if (!strcasecmp((const char *)p->data.data + h[i].name, name)) return (const char *)p->data.data + h[i].value;
-    return NULL;
+        if (!strcasecmp((const char *)p->data.data + h[i].name, name)) {
+            if (!(*count)++) first = (const char *)p->data.data + h[i].value;
+        }
+    return first;
+}
+
+static const char *find_header(const net__http_parser *p, const char *name)
+{
+    size_t n;
+    return find_header_n(p, name, &n);
 }
 
 static int on_headers_complete(http_parser *hp)
@@ -146,12 +157,10 @@ static int on_headers_complete(http_parser *hp)
     end_string(p);
     p->head_done = true;
     if (hp->http_major != 1) return fail(p, 505, "HTTP version not supported");
-    if (hp->http_minor >= 1) {
-        size_t hosts = 0;
-        const hdr_off *h = (const hdr_off *)p->offs.data;
-        for (size_t i = 0; i < n_headers(p); i++) hosts += !strcasecmp((const char *)p->data.data + h[i].name, "Host");
-        if (hosts != 1) return fail(p, 400, hosts ? "more than one Host header" : "missing Host header");
-    }
+    size_t hosts;
+    find_header_n(p, "Host", &hosts);
+    if (hp->http_minor >= 1 && hosts != 1)
+        return fail(p, 400, hosts ? "more than one Host header" : "missing Host header");
     p->keep_alive = http_should_keep_alive(hp) != 0;
     p->is_head = hp->method == HTTP_HEAD;
     bool chunked = (hp->flags & F_CHUNKED) != 0;

@@ -29,7 +29,7 @@
  *     burst of posts costs one wake-up, and the callback drains the mailbox
  *     (accepted sockets from here, anything the application posts);
  *   - `prepare` runs just before the loop polls: the application's
- *     on_flush, then every dirty connection is flushed, one writev each
+ *     on_flush, then every dirty connection is flushed, one send each
  *     (conn.c; UDP connections on the list are closed there), then the
  *     UDP send queue, in sendmmsg batches (udp.c);
  *   - `tick` runs every NET__TICK_MS and sweeps the worker's connections
@@ -251,9 +251,9 @@ static void spare_open(net *n)
 }
 
 /* Log the connections refused and the pauses for lack of descriptors, at
- * most once per FD_LOG_MS (force: whatever is pending, if that long has
- * passed since the last line; from the IP sweep). */
-static void fd_log(net *n, int err, bool force)
+ * most once per FD_LOG_MS: with accept's error when err is set, else (from
+ * the IP sweep) whatever is pending. */
+static void fd_log(net *n, int err)
 {
     if (!n->fd_refused && !n->fd_pauses) return;
     uint64_t now = clock_mono_ms();
@@ -261,7 +261,7 @@ static void fd_log(net *n, int err, bool force)
     struct rlimit rl;
     unsigned long long lim = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long long)rl.rlim_cur : 0;
     double secs = n->fd_log_ms ? (double)(now - n->fd_log_ms) / 1000.0 : 0;
-    if (force || !err) {
+    if (!err) {
         log_warn("net: out of file descriptors (limit %llu): %llu connections refused, %llu pauses in the last %.0f s",
                  lim, (unsigned long long)n->fd_refused, (unsigned long long)n->fd_pauses, secs);
     } else {
@@ -293,7 +293,7 @@ static int refuse_for_fd(net *n, net__listener *l)
         if (l->kind == NET_HTTP) {
             static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
                                        "Content-Type: text/plain; charset=utf-8\r\n"
-                                       "Content-Length: 29\r\nConnection: close\r\n\r\n"
+                                       "Content-Length: 30\r\nConnection: close\r\n\r\n"
                                        "server out of file descriptors";
             char sink[4096];
             while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) continue;
@@ -348,7 +348,7 @@ static void on_listen_readable(uv_poll_t *h, int status, int events)
                     n->fd_pauses++;
                     accept_pause(n);
                 }
-                fd_log(n, e, false);
+                fd_log(n, e);
                 if (r > 0) continue;
                 break;
             }
@@ -401,7 +401,7 @@ static void ip_sweep_cb(uv_timer_t *t)
 {
     net *n = t->data;
     net__iptab_sweep(n->ips, clock_mono_ms());
-    fd_log(n, 0, true);
+    fd_log(n, 0);
     spare_open(n);
 }
 

@@ -22,14 +22,14 @@
 #define WIRE_VARINT 0
 #define WIRE_LEN 2
 
-static size_t varint_len(uint64_t v)
+size_t store__varint_len(uint64_t v)
 {
     size_t n = 1;
     for (; v >= 0x80; v >>= 7) n++;
     return n;
 }
 
-static uint8_t *varint(uint8_t *p, uint64_t v)
+uint8_t *store__varint_put(uint8_t *p, uint64_t v)
 {
     for (; v >= 0x80; v >>= 7) *p++ = (uint8_t)(v | 0x80);
     *p++ = (uint8_t)v;
@@ -48,25 +48,25 @@ static size_t str_size(sfield *f, const char *s)
     f->len = 0;
     if (!s) return 0;
     f->len = strlen(s);
-    return 1 + varint_len(f->len) + f->len;
+    return 1 + store__varint_len(f->len) + f->len;
 }
 
 static uint8_t *str_put(uint8_t *p, int field, const sfield *f)
 {
     if (!f->s) return p;
     *p++ = TAG(field, WIRE_LEN);
-    p = varint(p, f->len);
+    p = store__varint_put(p, f->len);
     memcpy(p, f->s, f->len);
     return p + f->len;
 }
 
-static size_t u64_size(bool has, uint64_t v) { return has ? 1 + varint_len(v) : 0; }
+static size_t u64_size(bool has, uint64_t v) { return has ? 1 + store__varint_len(v) : 0; }
 
 static uint8_t *u64_put(uint8_t *p, int field, bool has, uint64_t v)
 {
     if (!has) return p;
     *p++ = TAG(field, WIRE_VARINT);
-    return varint(p, v);
+    return store__varint_put(p, v);
 }
 
 static const uint8_t *pack_msg(const Parley__Rec__Msg *m, arena *a, size_t *n)
@@ -106,17 +106,17 @@ static const uint8_t *pack_dedup(const Parley__Rec__Dedup *m, arena *a, size_t *
 {
     sfield conv;
     size_t useqs = 0;
-    for (size_t i = 0; i < m->n_useqs; i++) useqs += varint_len(m->useqs[i]);
+    for (size_t i = 0; i < m->n_useqs; i++) useqs += store__varint_len(m->useqs[i]);
     size_t size = str_size(&conv, m->conv) + u64_size(m->has_seq, m->seq) +
-                  u64_size(m->has_ts, m->ts) + (m->n_useqs ? 1 + varint_len(useqs) + useqs : 0);
+                  u64_size(m->has_ts, m->ts) + (m->n_useqs ? 1 + store__varint_len(useqs) + useqs : 0);
     uint8_t *buf = arena_alloc(a, size ? size : 1), *p = buf;
     p = str_put(p, 1, &conv);
     p = u64_put(p, 2, m->has_seq, m->seq);
     p = u64_put(p, 3, m->has_ts, m->ts);
     if (m->n_useqs) {
         *p++ = TAG(4, WIRE_LEN);
-        p = varint(p, useqs);
-        for (size_t i = 0; i < m->n_useqs; i++) p = varint(p, m->useqs[i]);
+        p = store__varint_put(p, useqs);
+        for (size_t i = 0; i < m->n_useqs; i++) p = store__varint_put(p, m->useqs[i]);
     }
     *n = (size_t)(p - buf);
     return buf;

@@ -12,6 +12,10 @@
 #include "core/arena.h"
 #include "store/records.pb-c.h"
 
+/* Protobuf's base-128 varint: its size, and written at p (returns the end). */
+size_t store__varint_len(uint64_t v);
+uint8_t *store__varint_put(uint8_t *p, uint64_t v);
+
 /* m packed into arena a (*n bytes), or NULL if m is not one of those
  * records (pack it with protobuf-c). */
 const uint8_t *store__pack_fast(const ProtobufCMessage *m, arena *a, size_t *n);

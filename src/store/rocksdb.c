@@ -695,20 +695,6 @@ static int store__num_last_load(store__rdb *s, store_req *r)
 
 /* ---- runs ---- */
 
-static size_t store__varint_len(uint64_t v)
-{
-    size_t n = 1;
-    for (; v >= 0x80; v >>= 7) n++;
-    return n;
-}
-
-static uint8_t *store__varint_put(uint8_t *p, uint64_t v)
-{
-    for (; v >= 0x80; v >>= 7) *p++ = (uint8_t)(v | 0x80);
-    *p++ = (uint8_t)v;
-    return p;
-}
-
 /* Stage a run: its key is the number of its last element.  A run of one
  * is the element itself (a record never begins with the run's tag). */
 static void store__run_stage(store__rdb *s, store__run *run)
@@ -1309,12 +1295,7 @@ static int store__rdb_open(store **out, const store_config *cfg, char *err, size
 void store__op_probe(store__rdb *s, store_req *r)
 {
     (void)r;
-    store__key k;
-    store__key_init(&k, STORE__K_META);
-    Parley__Rec__Meta m = PARLEY__REC__META__INIT;
-    m.has_version = 1;
-    m.version = STORE__LAYOUT_VERSION;
-    store__put(s, &k, &m);
+    store__meta_stage(s, STORE__LAYOUT_VERSION);
 }
 
 void store__op_checkpoint(store__rdb *s, store_req *r)
