@@ -17,8 +17,8 @@
  *   kick      the same mail, close 4001; the user may log in again.
  *   words     DATA/words/<tenant>.txt is replaced atomically (written
  *             beside it, synced, renamed), then read back into a new conf.
- *   backup    a RocksDB checkpoint taken on the store thread between two
- *             batches (STORE_CHECKPOINT), plus copies of the small files
+ *   backup    the store's online copy, taken on the store thread between
+ *             two batches (STORE_CHECKPOINT), plus copies of the small files
  *             of the data directory: DATA/backups/<name> is itself a data
  *             directory that parleyd can start on.
  *
@@ -440,7 +440,7 @@ void h_backup(chat_call *c, const ProtobufCMessage *body)
         gmtime_r(&now, &tm);
         strftime(c->target, sizeof c->target, "backup-%Y%m%dT%H%M%SZ", &tm);
     }
-    char dir[4200], bdir[4300], rdir[4400];
+    char dir[4200], bdir[4300];
     snprintf(dir, sizeof dir, "%s/backups", ch->data_dir);
     snprintf(bdir, sizeof bdir, "%s/%s", dir, c->target);
     if (mkdir(dir, 0700) && errno != EEXIST) {
@@ -452,9 +452,8 @@ void h_backup(chat_call *c, const ProtobufCMessage *body)
         else call_err(c, PL_UNAVAILABLE, "cannot create the backup directory");
         return;
     }
-    snprintf(rdir, sizeof rdir, "%s/rocksdb", bdir);
     store_req *r = call_store(c, STORE_CHECKPOINT, checkpoint_done);
-    r->query = arena_strdup(&r->arena, rdir);
+    r->query = arena_strdup(&r->arena, bdir);
     c->text = arena_strdup(&c->arena, bdir);
     call_submit(c, r);
 }

@@ -363,14 +363,17 @@ static void push_run(chat_worker *w, wmail *wm)
     for (size_t i = 0; i < wm->n_to; i++) {
         user_sessions *us = registry_find(w, wm->tenant, wm->to[i].user);
         if (!us) continue;
-        /* One user's devices get the same frame (same useq): encode once. */
+        /* One user's devices get the same frame (same useq): encode once
+         * when there are several; one device encodes into the
+         * connection's scratch buffer, with nothing to allocate. */
         chat_memo memo = {0};
+        chat_memo *mp = us->list && us->list->next ? &memo : NULL;
         chat_session *s;
         size_t n = 0;
         DL_FOREACH(us->list, s)
         {
             if (s->id != wm->sid) {
-                push_one(s, wm, wm->to[i].useq, &memo);
+                push_one(s, wm, wm->to[i].useq, mp);
                 n++;
             }
         }

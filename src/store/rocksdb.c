@@ -1305,15 +1305,21 @@ void store__op_checkpoint(store__rdb *s, store_req *r)
         store__fail(r, PL_BAD_REQUEST, "checkpoint: no directory");
         return;
     }
-    if (stat(r->query, &st) == 0) {
-        store__fail(r, PL_CONFLICT, "checkpoint: %s exists", r->query);
+    /* Where store__rdb_open looks in a data directory. */
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof dir, "%s/rocksdb", r->query) >= (int)sizeof dir) {
+        store__fail(r, PL_BAD_REQUEST, "checkpoint: directory name too long");
+        return;
+    }
+    if (stat(dir, &st) == 0) {
+        store__fail(r, PL_CONFLICT, "checkpoint: %s exists", dir);
         return;
     }
     char *e = NULL;
     rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &e);
     /* log_size_for_flush 0: always flush the memtable, so the copy needs
      * no WAL replay to hold every acknowledged write. */
-    if (!e) rocksdb_checkpoint_create(cp, r->query, 0, &e);
+    if (!e) rocksdb_checkpoint_create(cp, dir, 0, &e);
     if (cp) rocksdb_checkpoint_object_destroy(cp);
     if (e) {
         store__oneline(e);
@@ -1321,7 +1327,7 @@ void store__op_checkpoint(store__rdb *s, store_req *r)
         rocksdb_free(e);
         return;
     }
-    log_info("store: checkpoint of %s written to %s", s->path, r->query);
+    log_info("store: checkpoint of %s written to %s", s->path, dir);
 }
 
 static void store__rdb_submit(store *base, store_req *r)

@@ -331,13 +331,15 @@ typedef enum store_op {
                               writes now (readiness checks).  While the disk
                               refuses writes it fails with PL_UNAVAILABLE, and
                               it drives the reopening like any write. */
-    STORE_CHECKPOINT,      /* in: query = a directory that does not exist yet
-                              (its parent must) -> a consistent copy of the
-                              whole store, taken online (RocksDB checkpoint:
-                              hard links where the file system allows, the
-                              memtable flushed first), holding every write
-                              acknowledged before it.  PL_CONFLICT if the
-                              directory exists, PL_UNAVAILABLE if it cannot be
+    STORE_CHECKPOINT,      /* in: query = an existing directory to be the data
+                              directory of the copy -> a consistent copy of the
+                              whole store, taken online, placed where
+                              store_open on that directory finds it (rocksdb:
+                              DIR/rocksdb, a RocksDB checkpoint, hard links
+                              where the file system allows, the memtable
+                              flushed first), holding every write acknowledged
+                              before it.  PL_CONFLICT if the directory holds a
+                              store already, PL_UNAVAILABLE if it cannot be
                               made. */
     STORE_OP_COUNT
 } store_op;

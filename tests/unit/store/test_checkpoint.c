@@ -51,12 +51,13 @@ static void test_checkpoint(void **state)
     assert_int_equal(mkdir(cpdata, 0700), 0);
     snprintf(cp, sizeof cp, "%s/rocksdb", cpdata);
     store_req *r = store_req_new(STORE_CHECKPOINT);
-    r->query = cp;
+    r->query = cpdata;
     assert_int_equal(store_call(s, r), PL_OK);
+    assert_int_equal(access(cp, F_OK), 0); /* where store_open on cpdata looks */
     store_req_free(r);
     /* a second one into the same place is refused */
     r = store_req_new(STORE_CHECKPOINT);
-    r->query = cp;
+    r->query = cpdata;
     assert_int_equal(store_call(s, r), PL_CONFLICT);
     store_req_free(r);
     /* written after the checkpoint: not in it */
