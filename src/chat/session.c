@@ -360,6 +360,7 @@ void push_to_topic(chat_worker *w, const char *key, Parley__Frame__BodyCase body
 
 static void push_run(chat_worker *w, wmail *wm)
 {
+    size_t n = 0;
     for (size_t i = 0; i < wm->n_to; i++) {
         user_sessions *us = registry_find(w, wm->tenant, wm->to[i].user);
         if (!us) continue;
@@ -369,7 +370,6 @@ static void push_run(chat_worker *w, wmail *wm)
         chat_memo memo = {0};
         chat_memo *mp = us->list && us->list->next ? &memo : NULL;
         chat_session *s;
-        size_t n = 0;
         DL_FOREACH(us->list, s)
         {
             if (s->id != wm->sid) {
@@ -378,8 +378,8 @@ static void push_run(chat_worker *w, wmail *wm)
             }
         }
         memo_done(&memo);
-        stats_delivered(wm->body_case, wm->body, false, wm->t0, n);
     }
+    stats_delivered(wm->body_case, wm->body, false, wm->t0, n);
 }
 
 void push_to_users(chat_worker *w, const chat_tenant *t, const push_target *to, size_t n,

@@ -156,7 +156,7 @@ void stats_delivered(Parley__Frame__BodyCase body_case, const ProtobufCMessage *
     metric_add(m.delivered[k], n);
     if (t0_ns) {
         uint64_t dt = clock_mono_ns() - t0_ns;
-        for (size_t i = 0; i < n; i++) metric_observe(m.push_latency[k], dt);
+        metric_observe_n(m.push_latency[k], dt, n);
     }
 }
 

@@ -178,15 +178,17 @@ void metric_fn_drop(const char *name, const char *labels)
     pthread_mutex_unlock(&reg_lock);
 }
 
-void metric_observe(metric *m, uint64_t v)
+void metric_observe_n(metric *m, uint64_t v, uint64_t n)
 {
-    if (!m) return;
+    if (!m || !n) return;
     uint32_t b = 0;
     while (b < m->n_bounds && v > m->bounds[b]) b++;
     _Atomic uint64_t *r = metrics__row();
-    atomic_fetch_add_explicit(&r[m->slot + b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&r[m->slot + m->n_bounds + 1], v, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r[m->slot + b], n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r[m->slot + m->n_bounds + 1], v * n, memory_order_relaxed);
 }
+
+void metric_observe(metric *m, uint64_t v) { metric_observe_n(m, v, 1); }
 
 static uint64_t slot_sum(uint32_t slot)
 {

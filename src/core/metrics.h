@@ -106,8 +106,10 @@ static inline void metric_sub(metric *m, uint64_t n)
     if (m) atomic_fetch_sub_explicit(&metrics__row()[m->slot], n, memory_order_relaxed);
 }
 
-/* Histograms: one observation of v (base unit). */
+/* Histograms: one observation of v (base unit); n observations of the same
+ * v at the cost of one (a fan-out's deliveries). */
 void metric_observe(metric *m, uint64_t v);
+void metric_observe_n(metric *m, uint64_t v, uint64_t n);
 
 /* The current value of a counter or gauge (sum over rows), or of a
  * histogram's count; for tests and for callers that report it. */

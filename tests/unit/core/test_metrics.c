@@ -100,6 +100,14 @@ static void test_histogram(void **state)
     assert_true(contains(&b, "t_batch_size_bucket{le=\"2\"} 0\nt_batch_size_bucket{le=\"4\"} 1\n"));
     assert_true(contains(&b, "t_batch_size_sum 3\n"));
     buf_free(&b);
+    metric_observe_n(sz, 100, 5);      /* five of 100 at once */
+    metric_observe_n(sz, 7, 0);        /* none */
+    assert_int_equal(metric_value(sz), 6);
+    b = (buf){0};
+    metrics_render(&b);
+    assert_true(contains(&b, "t_batch_size_bucket{le=\"64\"} 1\nt_batch_size_bucket{le=\"128\"} 6\n"));
+    assert_true(contains(&b, "t_batch_size_sum 503\n"));
+    buf_free(&b);
 }
 
 static double forty_two(void *ud) { return *(double *)ud; }
