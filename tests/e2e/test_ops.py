@@ -140,11 +140,12 @@ def test_metrics_count_what_happens():
         assert value(m, "process_open_fds") > 5
         assert value(m, "process_threads") >= 4
         assert value(m, "parley_up") == 1
-        # the exposition parses for Prometheus itself, where promtool exists
-        if shutil.which("promtool"):
-            st, text = http_call(s.http_port, "GET", "/metrics")
-            p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
-            assert p.returncode == 0, p.stdout + p.stderr
+        # the exposition parses for Prometheus itself
+        promtool = shutil.which("promtool")
+        assert promtool, "promtool is not installed (scripts/deps.sh installs it)"
+        st, text = http_call(s.http_port, "GET", "/metrics")
+        p = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
+        assert p.returncode == 0, p.stdout + p.stderr
         # histograms are cumulative and end with +Inf == _count
         inf = value(m, "parley_push_latency_seconds_bucket", kind="dm", le="+Inf")
         assert inf == value(m, "parley_push_latency_seconds_count", kind="dm")

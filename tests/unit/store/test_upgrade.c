@@ -248,7 +248,8 @@ static uint64_t read_pos(store *s, const char *t, const char *u, const char *con
     return h;
 }
 
-/* Every key of families M, I, D, R is in the numbered form, and V says 3. */
+/* Every key of families M, I, D, R is in the numbered form, and V is the
+ * current layout. */
 static void check_no_old_keys(const char *dir)
 {
     olddb d;
