@@ -101,10 +101,7 @@ void h_tenant_settings(chat_call *c, const ProtobufCMessage *body)
     store_req *r = call_store(c, STORE_TENANT_UPDATE, settings_stored);
     r->tenant = arena_alloc(&r->arena, sizeof *r->tenant);
     r->tenant->id = arena_strdup(&r->arena, t->id);
-    char *js = arena_alloc(&r->arena, buf_size(&json) + 1);
-    memcpy(js, buf_begin(&json), buf_size(&json));
-    js[buf_size(&json)] = 0;
-    r->tenant->settings = js;
+    r->tenant->settings = arena_strndup(&r->arena, (const char *)buf_begin(&json), buf_size(&json));
     buf_free(&json);
     call_submit(c, r);
 }

@@ -294,8 +294,7 @@ static pl_status pb_check(proto__ctx *c, ProtobufCMessage *m)
 
 /* ---- protobuf decode: why unpack failed ---- */
 
-/* Read a varint at p[*i..len); false if it is cut or longer than 10 bytes. */
-static bool read_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
+bool proto__read_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
 {
     uint64_t r = 0;
     for (unsigned shift = 0; shift < 70 && *i < len; shift += 7) {
@@ -341,10 +340,10 @@ static bool pb_too_deep(const ProtobufCMessageDescriptor *d, const uint8_t *p, s
     size_t i = 0;
     while (i < len) {
         uint64_t tag, n;
-        if (!read_varint(p, len, &i, &tag)) return false;
+        if (!proto__read_varint(p, len, &i, &tag)) return false;
         switch (tag & 7) {
         case PROTOBUF_C_WIRE_TYPE_VARINT:
-            if (!read_varint(p, len, &i, &n)) return false;
+            if (!proto__read_varint(p, len, &i, &n)) return false;
             break;
         case PROTOBUF_C_WIRE_TYPE_64BIT:
             if (len - i < 8) return false;
@@ -355,7 +354,7 @@ static bool pb_too_deep(const ProtobufCMessageDescriptor *d, const uint8_t *p, s
             i += 4;
             break;
         case PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED: {
-            if (!read_varint(p, len, &i, &n) || n > len - i) return false;
+            if (!proto__read_varint(p, len, &i, &n) || n > len - i) return false;
             uint64_t num = tag >> 3;
             const ProtobufCFieldDescriptor *f =
                 num <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)num)
@@ -406,7 +405,7 @@ static bool pb_diagnose(proto__ctx *c, const ProtobufCMessageDescriptor *d, cons
     while (i < len) {
         size_t at = origin + i;   /* for messages: from the start of the input */
         uint64_t tag, n;
-        if (!read_varint(p, len, &i, &tag)) {
+        if (!proto__read_varint(p, len, &i, &tag)) {
             dfail(c, d, NULL, "truncated or invalid field key at byte %zu", at);
             return true;
         }
@@ -437,7 +436,7 @@ static bool pb_diagnose(proto__ctx *c, const ProtobufCMessageDescriptor *d, cons
         }
         switch (wt) {
         case PROTOBUF_C_WIRE_TYPE_VARINT:
-            if (!read_varint(p, len, &i, &n)) {
+            if (!proto__read_varint(p, len, &i, &n)) {
                 dfail(c, d, f, "truncated or invalid varint at byte %zu", at);
                 return true;
             }
@@ -453,7 +452,7 @@ static bool pb_diagnose(proto__ctx *c, const ProtobufCMessageDescriptor *d, cons
             break;
         }
         case PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED:
-            if (!read_varint(p, len, &i, &n) || n > len - i) {
+            if (!proto__read_varint(p, len, &i, &n) || n > len - i) {
                 dfail(c, d, f, "truncated value at byte %zu", at);
                 return true;
             }

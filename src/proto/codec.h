@@ -53,6 +53,7 @@
 #ifndef PARLEY_PROTO_CODEC_H
 #define PARLEY_PROTO_CODEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -131,6 +132,10 @@ pl_status proto__fail(proto__ctx *c, const ProtobufCMessageDescriptor *d,
  * '?', so that the reason is one safe line whatever the input was. */
 void proto__errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Read a varint at p[*i..len) into *v, advancing *i; false if it is cut or
+ * longer than 10 bytes. */
+bool proto__read_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v);
 
 /* Whether the value at p of a field without presence (proto3) is zero. */
 int proto__zeroish(const ProtobufCFieldDescriptor *f, const void *p);

@@ -15,35 +15,23 @@
 
 #define ID_MAX ((uint64_t)1 << 53)
 
-/* A varint at p[*i..len); false if cut or longer than 10 bytes. */
-static bool varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
-{
-    *v = 0;
-    for (int shift = 0; shift < 70 && *i < len; shift += 7) {
-        uint8_t b = p[(*i)++];
-        *v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) return true;
-    }
-    return false;
-}
-
 static uint64_t pb_id(const uint8_t *p, size_t len)
 {
     size_t i = 0;
     uint64_t id = 0;
     while (i < len) {
         uint64_t key, v;
-        if (!varint(p, len, &i, &key)) return id;
+        if (!proto__read_varint(p, len, &i, &key)) return id;
         switch (key & 7) {
         case 0:
-            if (!varint(p, len, &i, &v)) return id;
+            if (!proto__read_varint(p, len, &i, &v)) return id;
             if ((key >> 3) == 1) id = v < ID_MAX ? v : 0;
             break;
         case 1:
             i += 8;
             break;
         case 2:
-            if (!varint(p, len, &i, &v) || v > len - i) return id;
+            if (!proto__read_varint(p, len, &i, &v) || v > len - i) return id;
             i += v;
             break;
         case 5:
