@@ -37,6 +37,7 @@
 #include "chat/chat_internal.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "proto/codec.h"
@@ -268,43 +269,6 @@ void h_online(chat_call *c, const ProtobufCMessage *body)
 
 /* ---- word lists ---- */
 
-/* Write text to path atomically: a temporary file beside it, synced,
- * renamed over it, and the directory synced.  0, or -1 with errno. */
-static int write_atomically(const char *dir, const char *path, const char *text, size_t len)
-{
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return -1;
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = write(fd, text + off, len - off);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            break;
-        }
-        off += (size_t)n;
-    }
-    int rc = off == len && fsync(fd) == 0 ? 0 : -1;
-    int e = errno;
-    close(fd);
-    if (rc == 0 && rename(tmp, path) != 0) {
-        rc = -1;
-        e = errno;
-    }
-    if (rc) {
-        unlink(tmp);
-        errno = e;
-        return -1;
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
-}
-
 void h_words_put(chat_call *c, const ProtobufCMessage *body)
 {
     const Parley__WordList *in = (const Parley__WordList *)body;
@@ -316,7 +280,7 @@ void h_words_put(chat_call *c, const ProtobufCMessage *body)
     snprintf(dir, sizeof dir, "%s/words", ch->data_dir);
     snprintf(path, sizeof path, "%s/%s.txt", dir, t->id);
     mkdir(dir, 0700);
-    if (write_atomically(dir, path, text, strlen(text))) {
+    if (pl_write_file_atomic(dir, path, text, strlen(text))) {
         char why[160];
         snprintf(why, sizeof why, "cannot write the word list: %s", strerror(errno));
         log_event(LOG_ERROR, "words_write_failed", "tenant", t->id, "file", path, "error",

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "ops/ops.h"
 
 int ops_datadir_parse_version(const char *text, size_t len)
@@ -58,27 +59,12 @@ static bool has_parley_files(const char *dir)
 
 static int write_version(const char *dir, int version, char *err, size_t errlen)
 {
-    char path[4200], tmp[4300], text[32];
+    char path[4200], text[32];
     snprintf(path, sizeof path, "%s/%s", dir, OPS_DATADIR_VERSION_FILE);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int n = snprintf(text, sizeof text, "%d\n", version);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    bool ok = fd >= 0 && write(fd, text, (size_t)n) == n && fsync(fd) == 0;
-    int e = errno;
-    if (fd >= 0) close(fd);
-    if (ok && rename(tmp, path) != 0) {
-        ok = false;
-        e = errno;
-    }
-    if (!ok) {
-        unlink(tmp);
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
+    if (pl_write_file_atomic(dir, path, text, (size_t)n)) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
         return -1;
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
     }
     return 0;
 }
