@@ -28,10 +28,6 @@ static const char *devices[] = {"web", "ios", "android", "desktop", "cli", "bot"
 #define N_TRANSPORTS 3
 #define N_DEVICES 6
 static const char *conv_kinds[] = {"dm", "group", "channel"};
-static const char *codes[] = {"bad_request", "unauthorized", "forbidden", "not_found",
-                              "conflict", "too_large", "rate_limited", "blocked_content",
-                              "unavailable", "internal"};
-#define N_CODES (sizeof codes / sizeof codes[0])
 
 static struct {
     metric *sessions[N_TRANSPORTS][N_DEVICES];
@@ -41,7 +37,7 @@ static struct {
     metric *sent[3], *delivered[3], *push_latency[3];
     metric *limited_msgs, *limited_logins;
     metric *filter_reject, *filter_mask;
-    metric *errors[N_CODES];
+    metric *errors[PL_STATUS_COUNT]; /* by pl_status; [PL_OK] unused */
 } m;
 
 void stats_init(void)
@@ -93,9 +89,9 @@ void stats_init(void)
     m.filter_mask = metric_counter("parley_filter_hits_total",
                                    "Messages that matched their tenant's word list, by policy.",
                                    "policy=\"mask\"");
-    for (size_t i = 0; i < N_CODES; i++) {
-        snprintf(l, sizeof l, "code=\"%s\"", codes[i]);
-        m.errors[i] = metric_counter("parley_request_errors_total",
+    for (int st = PL_OK + 1; st < PL_STATUS_COUNT; st++) {
+        snprintf(l, sizeof l, "code=\"%s\"", pl_status_str((pl_status)st));
+        m.errors[st] = metric_counter("parley_request_errors_total",
                                      "Requests answered with an error, by error code.", l);
     }
 }
@@ -169,7 +165,5 @@ void stats_filter_hit(bool mask) { metric_inc(mask ? m.filter_mask : m.filter_re
 
 void stats_error(pl_status st)
 {
-    const char *code = pl_status_str(st);
-    for (size_t i = 0; i < N_CODES; i++)
-        if (!strcmp(codes[i], code)) metric_inc(m.errors[i]);
+    if (st > PL_OK && st < PL_STATUS_COUNT) metric_inc(m.errors[st]);
 }
