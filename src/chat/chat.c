@@ -26,6 +26,7 @@
 #include "core/mem.h"
 
 void chat__worker_free_calls(chat_worker *w);
+void chat__worker_free_wmails(chat_worker *w);
 static void chat__bans_free(chat *c);
 static void worker_release(chat_worker *w);
 
@@ -190,6 +191,10 @@ int chat_new(chat **out, const chat_config *cfg, store *st, char *err, size_t er
 void chat_free(chat *c)
 {
     if (!c) return;
+    /* Mail other workers posted before they stopped, everywhere first: it
+     * can hand worker mail back to any worker. */
+    for (size_t i = 0; i < CHAT_MAX_WORKERS; i++)
+        if (c->stopped[i]) mailbox_run(c->stopped[i]->mb);
     for (size_t i = 0; i < CHAT_MAX_WORKERS; i++)
         if (c->stopped[i]) worker_release(c->stopped[i]);
     if (c->hasher) hasher_free(c->hasher);
@@ -306,6 +311,7 @@ chat_worker *chat_worker_new(chat *c, size_t index, size_t n_workers, mailbox *m
     w->c = c;
     w->index = index;
     w->mb = mb;
+    mailbox_init(&w->wmail_back, NULL, NULL);
     c->stopped[index] = NULL;
     atomic_store_explicit(&c->workers[index], w, memory_order_release);
     return w;
@@ -326,8 +332,6 @@ void chat_worker_free(chat_worker *w)
 
 static void worker_release(chat_worker *w)
 {
-    /* Mail other workers posted before they stopped. */
-    mailbox_run(w->mb);
     conf_cache *cc, *tmp;
     HASH_ITER(hh, w->confs, cc, tmp)
     {
@@ -336,6 +340,7 @@ static void worker_release(chat_worker *w)
         pl_free(cc);
     }
     chat__worker_free_calls(w);
+    chat__worker_free_wmails(w);
     topics_free(w);
     pl_free(w);
 }

@@ -185,6 +185,9 @@ struct chat_worker {
     size_t n_calls;                /* calls in flight */
     chat_call *free_calls;         /* recycled calls: none allocated per message */
     size_t n_free_calls;
+    struct wmail *free_wmails;     /* recycled worker mail (session.c) */
+    size_t n_free_wmails;
+    mailbox wmail_back;            /* worker mail other workers finished, back to be recycled */
     size_t n_authed;
     uint64_t last_sweep_ms;
     uint64_t cur_t0;               /* clock_mono_ns when the request being run

@@ -114,8 +114,16 @@ void chat_session_closed(chat_session *s)
 
 /* ---- mail between workers ---- */
 
-/* One allocation shared by every worker it is posted to, with one mail
- * node per worker; the last worker to run it frees it. */
+/*
+ * One allocation shared by every worker it is posted to, with one mail
+ * node per worker; the last worker to run it releases it.  Worker mail is
+ * recycled by the worker that made it: a worker that finishes another's
+ * mail posts it back (wmail_back, a mailbox nobody wakes), and the owner
+ * takes those back when its own free list runs dry.  So the allocation,
+ * and the arena block a push's message is cloned into, never goes from one
+ * thread's malloc to another's free, where both threads would fight over
+ * the allocator's lock for every message.
+ */
 typedef struct wmail wmail;
 
 typedef struct wmail_node {
@@ -124,8 +132,13 @@ typedef struct wmail_node {
     chat_worker *w;
 } wmail_node;
 
+#define FREE_WMAILS_MAX 1024 /* recycled worker mail a worker keeps */
+
 struct wmail {
     _Atomic int refs;
+    chat_worker *origin;           /* the worker that made it, and recycles it */
+    mail back;                     /* posted back to origin->wmail_back */
+    wmail *next_free;
     void (*run)(chat_worker *w, wmail *m);
     arena arena;
     const chat_tenant *tenant;
@@ -145,12 +158,30 @@ struct wmail {
     wmail_node nodes[];
 };
 
-static void wmail_release(wmail *wm)
+static void wmail_destroy(wmail *wm)
 {
-    if (atomic_fetch_sub_explicit(&wm->refs, 1, memory_order_acq_rel) == 1) {
-        arena_free(&wm->arena);
-        pl_free(wm);
+    arena_free(&wm->arena);
+    pl_free(wm);
+}
+
+static void wmail_keep(chat_worker *w, wmail *wm)
+{
+    if (w->n_free_wmails >= FREE_WMAILS_MAX) {
+        wmail_destroy(wm);
+        return;
     }
+    wm->next_free = w->free_wmails;
+    w->free_wmails = wm;
+    w->n_free_wmails++;
+}
+
+/* Called by each worker that ran wm (w), and by its poster. */
+static void wmail_release(chat_worker *w, wmail *wm)
+{
+    if (atomic_fetch_sub_explicit(&wm->refs, 1, memory_order_acq_rel) != 1) return;
+    arena_reset(&wm->arena);
+    if (wm->origin == w) wmail_keep(w, wm);
+    else mailbox_post(&wm->origin->wmail_back, &wm->back);
 }
 
 static void wmail_fn(mail *m)
@@ -158,14 +189,45 @@ static void wmail_fn(mail *m)
     wmail_node *n = (wmail_node *)m;
     wmail *wm = n->owner;
     wm->run(n->w, wm);
-    wmail_release(wm);
+    wmail_release(n->w, wm);
 }
 
-static wmail *wmail_new(chat *c, void (*run)(chat_worker *, wmail *))
+static wmail *wmail_new(chat_worker *w, void (*run)(chat_worker *, wmail *))
 {
-    wmail *wm = pl_calloc(1, sizeof *wm + c->n_workers * sizeof(wmail_node));
+    if (!w->free_wmails) {
+        for (mail *m = mailbox_take(&w->wmail_back), *next; m; m = next) {
+            next = m->next;
+            wmail_keep(w, (wmail *)((char *)m - offsetof(wmail, back)));
+        }
+    }
+    size_t size = sizeof(wmail) + w->c->n_workers * sizeof(wmail_node);
+    wmail *wm = w->free_wmails;
+    if (wm) {
+        w->free_wmails = wm->next_free;
+        w->n_free_wmails--;
+        arena keep = wm->arena;
+        memset(wm, 0, size);
+        wm->arena = keep;
+    } else {
+        wm = pl_calloc(1, size);
+    }
+    wm->origin = w;
     wm->run = run;
     return wm;
+}
+
+void chat__worker_free_wmails(chat_worker *w)
+{
+    for (mail *m = mailbox_take(&w->wmail_back), *next; m; m = next) {
+        next = m->next;
+        wmail_destroy((wmail *)((char *)m - offsetof(wmail, back)));
+    }
+    while (w->free_wmails) {
+        wmail *wm = w->free_wmails;
+        w->free_wmails = wm->next_free;
+        wmail_destroy(wm);
+    }
+    w->n_free_wmails = 0;
 }
 
 /* Run wm on every registered worker: by mail on the others, directly here. */
@@ -187,7 +249,7 @@ static void wmail_post_all(chat_worker *self, wmail *wm)
         mailbox_post(ws[i]->mb, &node->m);
     }
     wm->run(self, wm);
-    wmail_release(wm);
+    wmail_release(self, wm);
 }
 
 /* ---- mutual kick ---- */
@@ -251,7 +313,7 @@ static void kick_user_run(chat_worker *w, wmail *wm)
 void sessions_kick(chat_worker *w, const chat_tenant *t, const char *user, const char *device,
                    const char *reason, uint16_t code, int kind)
 {
-    wmail *wm = wmail_new(w->c, kick_user_run);
+    wmail *wm = wmail_new(w, kick_user_run);
     wm->tenant = t;
     snprintf(wm->user, sizeof wm->user, "%s", user);
     snprintf(wm->device, sizeof wm->device, "%s", device ? device : "");
@@ -264,7 +326,7 @@ void sessions_kick(chat_worker *w, const chat_tenant *t, const char *user, const
 void sessions_revoke(chat_worker *w, const chat_tenant *t, const char *user, const char *jti,
                      uint64_t except_sid)
 {
-    wmail *wm = wmail_new(w->c, revoke_run);
+    wmail *wm = wmail_new(w, revoke_run);
     wm->tenant = t;
     snprintf(wm->user, sizeof wm->user, "%s", user);
     snprintf(wm->jti, sizeof wm->jti, "%s", jti);
@@ -292,7 +354,7 @@ void session_login(chat_session *s)
      * so a kick never shows the user offline for a moment. */
     presence_session_up(s);
 
-    wmail *wm = wmail_new(w->c, kick_run);
+    wmail *wm = wmail_new(w, kick_run);
     wm->tenant = s->tenant;
     memcpy(wm->user, s->user, sizeof wm->user);
     memcpy(wm->device, s->device, sizeof wm->device);
@@ -349,7 +411,7 @@ static void push_topic_run(chat_worker *w, wmail *wm)
 void push_to_topic(chat_worker *w, const char *key, Parley__Frame__BodyCase body_case,
                    const ProtobufCMessage *body, uint64_t except_sid)
 {
-    wmail *wm = wmail_new(w->c, push_topic_run);
+    wmail *wm = wmail_new(w, push_topic_run);
     wm->t0 = w->cur_t0;
     snprintf(wm->topic, sizeof wm->topic, "%s", key);
     wm->sid = except_sid;
@@ -386,7 +448,7 @@ void push_to_users(chat_worker *w, const chat_tenant *t, const push_target *to, 
                    Parley__Frame__BodyCase body_case, const ProtobufCMessage *body,
                    uint64_t except_sid)
 {
-    wmail *wm = wmail_new(w->c, push_run);
+    wmail *wm = wmail_new(w, push_run);
     wm->t0 = w->cur_t0;
     wm->tenant = t;
     wm->sid = except_sid;

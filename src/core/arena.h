@@ -22,5 +22,8 @@ char *arena_strdup(arena *a, const char *s);    /* NULL stays NULL */
 char *arena_strndup(arena *a, const char *s, size_t n);
 void *arena_memdup(arena *a, const void *p, size_t n);
 void arena_free(arena *a);                      /* back to empty */
+/* Back to empty but keeping one standard block, for an arena that is
+ * about to be used again (a recycled object's). */
+void arena_reset(arena *a);
 
 #endif
