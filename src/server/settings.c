@@ -24,7 +24,7 @@ const config_def settings_defs[] = {
     S(store, STR, "", 0, 0, "postgres://... to use PostgreSQL instead of the embedded store"),
     S(redis, STR, "", 0, 0, "redis://... to join a cluster (none: single node)"),
     S(node_id, STR, "node1", 0, 0, "this node's name in logs and in a cluster"),
-    S(workers, INT, "0", 0, 256, "worker threads (0: one per core)"),
+    S(workers, INT, "0", 0, 256, "worker threads (0: one per core but one, at least one)"),
     S(admin_token, STR, "", 0, 0, "admin API token (none: generated into DATA/admin.token)"),
     S(allowed_origins, STR, "", 0, 0,
       "comma-separated Origins allowed to open WebSockets, * for any (same host is always allowed)"),
