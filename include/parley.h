@@ -254,6 +254,7 @@ typedef struct parley_stats {
     uint64_t disconnects;      /* connections lost after the attempt began */
     uint64_t frames_out, frames_in;
     uint64_t bytes_out, bytes_in;
+    uint64_t writes;           /* write system calls: frames queued in one loop turn share one */
     uint64_t sends;            /* parley_send calls */
     uint64_t resends;          /* send frames transmitted again (reconnect, retry) */
     uint64_t send_ok;

@@ -14,10 +14,15 @@
  *   any --parley__conn_close by the client--> detached, no callback
  *   detached --uv_close done (on_closed)--> freed
  *
- * Output: frames are appended to `out`; when no write is in flight they
- * are written at once with uv_try_write, and what the kernel did not take
- * goes out with one uv_write (moved to `wbuf`), the rest following when it
- * completes.  Write errors are reported by uv_write's callback, never from
+ * Output: frames are appended to `out` and written once per loop turn:
+ * the first frame of a turn starts an idle handle, whose callback (in the
+ * same turn for frames sent from timers, in the next one, without waiting
+ * for I/O, for frames sent from I/O callbacks) writes everything queued by
+ * then with one uv_try_write, and what the kernel did not take goes out
+ * with one uv_write (moved to `wbuf`), the rest following when it
+ * completes.  A client that sends several frames in one turn (a bench
+ * catching up with its schedule, a resend after reconnecting) pays one
+ * system call for them, not one each.  Write errors are reported by uv_write's callback, never from
  * inside parley__conn_send, so the client's code that sends is never
  * re-entered by a disconnect.
  *
@@ -44,12 +49,15 @@ struct parley__conn {
     uv_connect_t creq;
     uv_getaddrinfo_t gai;
     uv_write_t wreq;
+    uv_idle_t idle;          /* writes `out` once per loop turn (see Output) */
+    int handles;             /* handles still to close before k is freed */
     parley_client *c;        /* NULL once detached */
     k_phase phase;
     bool tcp_inited;
     bool connected;          /* the TCP connection is up: output may be written */
     bool writing;
     bool closing;
+    bool idle_on;            /* idle started: `out` is written this turn */
     parley__transport transport;
     buf out, wbuf, hs;
     char accept[29];
@@ -62,6 +70,10 @@ static _Thread_local uint8_t rbuf[64 * 1024];
 static void on_closed(uv_handle_t *h)
 {
     parley__conn *k = h->data;
+    if (k->handles > 1) {
+        k->handles--;
+        return;
+    }
     buf_free(&k->out);
     buf_free(&k->wbuf);
     buf_free(&k->hs);
@@ -81,6 +93,8 @@ static void close_handle(parley__conn *k)
             uv_buf_t b = uv_buf_init((char *)buf_begin(&k->out), (unsigned)buf_size(&k->out));
             uv_try_write((uv_stream_t *)&k->tcp, &b, 1);
         }
+        k->handles = 2;
+        uv_close((uv_handle_t *)&k->idle, on_closed);
         uv_close((uv_handle_t *)&k->tcp, on_closed);
     } else if (k->phase == K_RESOLVE) {
         uv_cancel((uv_req_t *)&k->gai);   /* on_resolved runs and frees k */
@@ -143,6 +157,7 @@ static void flush(parley__conn *k)
 {
     if (!k->connected || k->writing || k->closing || !buf_size(&k->out)) return;
     uv_buf_t b = uv_buf_init((char *)buf_begin(&k->out), (unsigned)buf_size(&k->out));
+    if (k->c) k->c->stats.writes++;
     int r = uv_try_write((uv_stream_t *)&k->tcp, &b, 1);
     if (r > 0) {
         buf_consume(&k->out, (size_t)r);
@@ -160,6 +175,7 @@ static void flush(parley__conn *k)
     b = uv_buf_init((char *)buf_begin(&k->wbuf), (unsigned)buf_size(&k->wbuf));
     k->wreq.data = k;
     k->writing = true;
+    if (k->c) k->c->stats.writes++;
     int w = uv_write(&k->wreq, (uv_stream_t *)&k->tcp, &b, 1, on_written);
     if (w < 0) {
         /* Not even queued (the handle is closing): drop it; the read side
@@ -167,6 +183,14 @@ static void flush(parley__conn *k)
         k->writing = false;
         buf_reset(&k->wbuf);
     }
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    parley__conn *k = h->data;
+    uv_idle_stop(h);
+    k->idle_on = false;
+    flush(k);
 }
 
 void parley__conn_send(parley__conn *k, const void *data, size_t len, bool binary)
@@ -182,7 +206,11 @@ void parley__conn_send(parley__conn *k, const void *data, size_t len, bool binar
         parley__lp_frame(&k->out, data, len);
     }
     c->stats.bytes_out += buf_size(&k->out) - before;
-    flush(k);
+    if (!k->tcp_inited) return; /* written once connected (on_connect) */
+    if (!k->idle_on) {
+        k->idle_on = true;
+        uv_idle_start(&k->idle, on_idle);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -343,6 +371,8 @@ static void start_connect(parley__conn *k, const struct sockaddr *sa)
     }
     k->tcp.data = k;
     k->tcp_inited = true;
+    uv_idle_init(c->loop, &k->idle);
+    k->idle.data = k;
     if (c->has_bind) {
         uv_os_fd_t fd;
         if (uv_fileno((uv_handle_t *)&k->tcp, &fd) == 0) {

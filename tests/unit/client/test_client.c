@@ -9,7 +9,8 @@
  * Checked: inbox tracking delivers each entry once and in order through
  * paged syncs, pushes, duplicates and gaps (SPEC section 3, "Inbox and
  * sync"); a send is resent with the same cmid after a reconnect and after
- * rate_limited, and completes once; a kick closes the client for good and
+ * rate_limited, and completes once; sends made in one loop turn leave in
+ * one write; a kick closes the client for good and
  * fails its sends; freeing a client from its own callback is safe and
  * pending sends are cancelled; no memory is left allocated.
  */
@@ -523,6 +524,47 @@ static void test_final_error_is_not_retried(void **state)
     finish(&loop, &f, &s);
 }
 
+/* Sends made in one loop turn leave in one write, in order, and each
+ * completes once. */
+static void ok_script(fake *f, const Parley__Frame *in)
+{
+    if (in->body_case == PARLEY__FRAME__BODY_LOGIN) reply_login_ok(f, in->id, 0);
+    else if (in->body_case == PARLEY__FRAME__BODY_SEND) reply_send_ok(f, in->id, (uint64_t)f->n_cmids);
+}
+
+static bool online(seen *s) { return s->state == PARLEY_STATE_READY; }
+static bool five_sent(seen *s) { return s->sends_ok + s->sends_failed >= 5; }
+
+static void test_sends_of_one_turn_share_a_write(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    fake f;
+    fake_start(&f, &loop, ok_script);
+    seen s = {0};
+    parley_client *c = client_for(&loop, &f, &s, PARLEY_SYNC_OFF, 0);
+    parley_client_start(c);
+    run_until(&loop, online, &s);
+    parley_stats st;
+    parley_client_stats(c, &st);
+    uint64_t writes = st.writes;
+    assert_true(writes >= 1); /* the login */
+    char cmid[5][8];
+    for (int i = 0; i < 5; i++) {
+        snprintf(cmid[i], sizeof cmid[i], "m%d", i);
+        parley_send_req req = {.to = "bob", .text = "hello", .cmid = cmid[i]};
+        assert_int_equal(parley_send(c, &req, on_sent, &s), PARLEY_OK);
+    }
+    run_until(&loop, five_sent, &s);
+    assert_int_equal(s.sends_ok, 5);
+    assert_int_equal(f.n_cmids, 5);
+    for (int i = 0; i < 5; i++) assert_string_equal(f.cmids[i], cmid[i]);
+    parley_client_stats(c, &st);
+    assert_int_equal(st.writes - writes, 1);
+    assert_int_equal(st.frames_out, 6);
+    finish(&loop, &f, &s);
+}
+
 /* kicked: the client closes for good, its pending send fails, and it
  * does not come back. */
 static void kick_script(fake *f, const Parley__Frame *in)
@@ -602,6 +644,7 @@ int main(void)
         cmocka_unit_test(test_resend_after_reconnect_keeps_cmid),
         cmocka_unit_test(test_rate_limited_send_is_retried_after_the_delay),
         cmocka_unit_test(test_final_error_is_not_retried),
+        cmocka_unit_test(test_sends_of_one_turn_share_a_write),
         cmocka_unit_test(test_kicked_closes_for_good),
         cmocka_unit_test(test_free_from_a_callback),
     };
