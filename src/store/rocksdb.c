@@ -1101,18 +1101,20 @@ static rocksdb_options_t *store__rdb_options(store__rdb *s)
     rocksdb_options_set_create_if_missing(o, 1);
     rocksdb_options_increase_parallelism(o, 2);
     /*
-     * RocksDB's flushes and compactions run at the lowest CPU priority
-     * (nice 19; the process-wide default environment's two thread pools).
-     * They come in bursts of a core's worth of work for a second or more;
-     * at normal priority each burst took a core from the workers and the
-     * store thread and set the 1:1 latency tail (docs/benchmarks.md: p99
-     * 23-29 ms at 50,000 msg/s against 14-20 ms).  When the machine is
-     * saturated they still get their share: a memtable that cannot be
-     * flushed stops the store's writes, which frees the CPU for the flush.
+     * RocksDB's flushes run at the lowest CPU priority (nice 19; the
+     * process-wide default environment's high-priority pool).  A flush is
+     * a burst of a core's worth of work every few seconds under load; at
+     * normal priority each one took a core from the workers and the store
+     * thread and set the 1:1 latency tail (docs/benchmarks.md: p99 23-29
+     * ms at 50,000 msg/s against 15-17 ms).  A memtable that cannot be
+     * flushed in time stops the store's writes, which frees the CPU for
+     * the flush, so it cannot starve.  Compactions keep normal priority:
+     * behind them level-0 files pile up, and every read that misses (the
+     * dedup check of each message) checks one more file's filter; over a
+     * minute at 100,000 msg/s that cost more than the bursts did.
      */
     rocksdb_env_t *env = rocksdb_create_default_env();
     rocksdb_env_lower_high_priority_thread_pool_cpu_priority(env);
-    rocksdb_env_lower_thread_pool_cpu_priority(env);
     rocksdb_env_destroy(env);
     rocksdb_options_set_max_background_jobs(o, 2);
     rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);

@@ -2,9 +2,9 @@
  * test_checkpoint.c - the operations requests of the store: STORE_PROBE
  * (a write that changes nothing, for readiness) and STORE_CHECKPOINT (an
  * online copy of the whole store that opens as a store of its own and
- * holds every acknowledged write); and RocksDB's background threads,
- * which a checkpoint puts to work (it flushes the memtable), run at the
- * lowest CPU priority so their bursts do not delay messages.
+ * holds every acknowledged write); and RocksDB's flush thread, which a
+ * checkpoint puts to work (it flushes the memtable), runs at the lowest
+ * CPU priority so its bursts do not delay messages.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
