@@ -22,9 +22,9 @@
  * with one uv_write (moved to `wbuf`), the rest following when it
  * completes.  A client that sends several frames in one turn (a bench
  * catching up with its schedule, a resend after reconnecting) pays one
- * system call for them, not one each.  Write errors are reported by uv_write's callback, never from
- * inside parley__conn_send, so the client's code that sends is never
- * re-entered by a disconnect.
+ * system call for them, not one each.  Write errors are reported by
+ * uv_write's callback, never from inside parley__conn_send, so the
+ * client's code that sends is never re-entered by a disconnect.
  *
  * Input is read into one 64 KiB buffer per thread, shared by every
  * connection of the thread's loop (libuv calls alloc and read back to back),

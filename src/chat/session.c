@@ -192,14 +192,18 @@ static void wmail_fn(mail *m)
     wmail_release(n->w, wm);
 }
 
+/* Take back the mail other workers finished (posted to wmail_back). */
+static void wmail_take_back(chat_worker *w)
+{
+    for (mail *m = mailbox_take(&w->wmail_back), *next; m; m = next) {
+        next = m->next;
+        wmail_keep(w, (wmail *)((char *)m - offsetof(wmail, back)));
+    }
+}
+
 static wmail *wmail_new(chat_worker *w, void (*run)(chat_worker *, wmail *))
 {
-    if (!w->free_wmails) {
-        for (mail *m = mailbox_take(&w->wmail_back), *next; m; m = next) {
-            next = m->next;
-            wmail_keep(w, (wmail *)((char *)m - offsetof(wmail, back)));
-        }
-    }
+    if (!w->free_wmails) wmail_take_back(w);
     size_t size = sizeof(wmail) + w->c->n_workers * sizeof(wmail_node);
     wmail *wm = w->free_wmails;
     if (wm) {
@@ -218,10 +222,7 @@ static wmail *wmail_new(chat_worker *w, void (*run)(chat_worker *, wmail *))
 
 void chat__worker_free_wmails(chat_worker *w)
 {
-    for (mail *m = mailbox_take(&w->wmail_back), *next; m; m = next) {
-        next = m->next;
-        wmail_destroy((wmail *)((char *)m - offsetof(wmail, back)));
-    }
+    wmail_take_back(w);
     while (w->free_wmails) {
         wmail *wm = w->free_wmails;
         w->free_wmails = wm->next_free;

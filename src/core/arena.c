@@ -13,6 +13,7 @@
 #include "core/arena.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "core/mem.h"
@@ -36,6 +37,7 @@ struct arena_block {
 
 static _Thread_local arena_block *cache;
 static _Thread_local unsigned n_cache;
+static _Thread_local bool cache_registered; /* cache_drop set to run at exit */
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
@@ -70,9 +72,10 @@ static void block_free(arena_block *b)
 {
 #ifndef ARENA_NO_CACHE
     if (b->cap == ARENA_BLOCK && n_cache < ARENA_CACHE) {
-        if (!cache) { /* so cache_drop runs when this thread exits */
+        if (!cache_registered) {
             pthread_once(&cache_once, cache_key_init);
             pthread_setspecific(cache_key, &cache);
+            cache_registered = true;
         }
         b->next = cache;
         cache = b;
