@@ -192,16 +192,18 @@ void h_send(chat_call *c, const ProtobufCMessage *body)
         return;
     }
     const tenant_conf *tc = tenant_conf_of(c->w, c->tenant);
-    char key[160];
-    snprintf(key, sizeof key, "msg:%s/%s", c->tenant->id, c->user);
-    uint64_t wait = limits_take(ch->limits, key, clock_wall_ms(),
-                                tc->msg_rate > 0 ? tc->msg_rate
-                                                 : atomic_load_explicit(&ch->msg_rate, memory_order_relaxed),
-                                tc->msg_burst > 0 ? tc->msg_burst
-                                                  : atomic_load_explicit(&ch->msg_burst, memory_order_relaxed));
-    if (wait) {
-        call_limited(c, wait);
-        return;
+    double rate = tc->msg_rate > 0 ? tc->msg_rate : atomic_load_explicit(&ch->msg_rate, memory_order_relaxed);
+    if (rate > 0) {
+        /* The bucket's key is built only when there is a limit to take. */
+        char key[160];
+        snprintf(key, sizeof key, "msg:%s/%s", c->tenant->id, c->user);
+        uint64_t wait = limits_take(ch->limits, key, clock_wall_ms(), rate,
+                                    tc->msg_burst > 0 ? tc->msg_burst
+                                                      : atomic_load_explicit(&ch->msg_burst, memory_order_relaxed));
+        if (wait) {
+            call_limited(c, wait);
+            return;
+        }
     }
     store_req *r = call_store(c, STORE_MSG_APPEND, sent);
     store_append *a = &r->append;
