@@ -28,9 +28,13 @@
  * 3: M, I, D and R name conversations and users by number (the id map K).
  * 4: M and I values are runs of messages or entries (records.proto Run);
  *    a layout 3 value is a run of one, so 3 -> 4 rewrites nothing.
+ * 5: D keys live in a column family of their own ("dedup").
  * An older database is brought forward when it is opened
  * (store__rdb_upgrade, rdb_upgrade.c); a newer one is refused. */
-#define STORE__LAYOUT_VERSION 4
+#define STORE__LAYOUT_VERSION 5
+
+/* The column family of the dedup entries (D keys) since layout 5. */
+#define STORE__CF_DEDUP "dedup"
 
 /* A batch stops taking further requests once its writes staged this many
  * keys (a single request is never split, however many it stages). */
@@ -66,6 +70,10 @@ typedef struct store__rdb {
     bool shm_log;                  /* RocksDB's LOG is in /dev/shm */
 
     rocksdb_t *db;
+    rocksdb_column_family_handle_t *cf_main;  /* "default": every family but D */
+    rocksdb_column_family_handle_t *cf_dedup; /* STORE__CF_DEDUP */
+    bool dedup_cf;                 /* D keys are in cf_dedup (layout >= 5);
+                                      false while an older layout upgrades */
     rocksdb_options_t *opts;
     rocksdb_cache_t *cache;
     rocksdb_writeoptions_t *wo;    /* batches: synced if cfg->sync */
@@ -130,6 +138,9 @@ ProtobufCAllocator store__allocator(arena *a);
  * groups, members and friends).  Returns 1 and *out if found, 0 if not,
  * -1 with r failed (PL_UNAVAILABLE or PL_INTERNAL) on error.
  */
+/* Replace the line breaks of a RocksDB message with spaces, in place. */
+void store__oneline(char *s);
+
 int store__get(store__rdb *s, store_req *r, bool through_batch, const store__key *k,
                const ProtobufCMessageDescriptor *d, arena *a, void **out);
 

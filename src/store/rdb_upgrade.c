@@ -19,6 +19,12 @@
  *   3 -> 4  runs: M and I values may hold several messages or entries
  *           (records.proto Run); a layout 3 value is a run of one, so only
  *           the version changes (an older build would misread runs).
+ *   4 -> 5  the dedup column family: every D key moves from "default" to
+ *           STORE__CF_DEDUP, a chunk's puts and deletes in one write, so
+ *           a key is in exactly one of the two at any time.  Until the
+ *           version is raised the store reads and writes D keys in
+ *           "default" (s->dedup_cf false), which is where the steps
+ *           before this one leave them.
  *
  * A layout 2 key has the tenant's first byte (never 0) after its family
  * byte, a layout 3 key the first byte of an 8-byte big-endian number,
@@ -225,10 +231,55 @@ static int upgrade_numbers(store__rdb *s, store_req *r, size_t *moved)
     return rc;
 }
 
+/* 4 -> 5: move the D keys into their own column family. */
+static int upgrade_dedup_cf(store__rdb *s, store_req *r, size_t *moved)
+{
+    store__key lo, hi;
+    store__key_init(&lo, STORE__K_DEDUP);
+    store__key_init(&hi, STORE__K_DEDUP + 1);
+    store__iter it;
+    store__iter_open(s, &it, &lo, &hi); /* "default": s->dedup_cf is false */
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    int rc = 0;
+    for (rocksdb_iter_seek(it.it, lo.b, lo.len);; rocksdb_iter_next(it.it)) {
+        bool more = rocksdb_iter_valid(it.it);
+        if (more) {
+            size_t klen, vlen;
+            const char *key = rocksdb_iter_key(it.it, &klen);
+            const char *val = rocksdb_iter_value(it.it, &vlen);
+            rocksdb_writebatch_put_cf(wb, s->cf_dedup, key, klen, val, vlen);
+            rocksdb_writebatch_delete_cf(wb, s->cf_main, key, klen);
+            if (++*moved % 1000000 == 0)
+                log_info("store: upgrading %s: %zu dedup entries moved", s->path, *moved);
+        }
+        if (rocksdb_writebatch_count(wb) >= 2 * UPGRADE_CHUNK || (!more && rocksdb_writebatch_count(wb))) {
+            char *e = NULL;
+            rocksdb_write(s->db, s->wo, wb, &e);
+            rocksdb_writebatch_clear(wb);
+            if (e) {
+                store__oneline(e);
+                store__fail(r, PL_UNAVAILABLE, "write: %s", e);
+                rocksdb_free(e);
+                rc = -1;
+                break;
+            }
+        }
+        if (!more) break;
+    }
+    rocksdb_writebatch_destroy(wb);
+    if (store__iter_close(&it, r)) rc = -1;
+    if (rc == 0) {
+        s->dedup_cf = true;
+        store__meta_stage(s, 5);
+        rc = store__rdb_write_staged(s, r);
+    }
+    return rc;
+}
+
 int store__rdb_upgrade(store__rdb *s, uint32_t from, char *err, size_t errlen)
 {
     store_req r = {0};
-    size_t convs = 0, moved = 0;
+    size_t convs = 0, moved = 0, dedups = 0;
     int rc = 0;
     if (from < 2) rc = upgrade_home(s, &r, &convs);
     if (rc == 0 && from < 3) rc = upgrade_numbers(s, &r, &moved);
@@ -237,6 +288,7 @@ int store__rdb_upgrade(store__rdb *s, uint32_t from, char *err, size_t errlen)
         store__meta_stage(s, 4);
         rc = store__rdb_write_staged(s, &r);
     }
+    if (rc == 0 && from < 5) rc = upgrade_dedup_cf(s, &r, &dedups);
     /* What the upgrade cached describes keys it moved: read afresh.  (On
      * failure what it staged is dropped with the store.) */
     store__ent_drop_all(s);
@@ -245,7 +297,7 @@ int store__rdb_upgrade(store__rdb *s, uint32_t from, char *err, size_t errlen)
         return -1;
     }
     log_info("store: upgraded %s from layout %u to %d (%zu 1:1 conversations given home rows, "
-             "%zu keys renumbered)",
-             s->path, from, STORE__LAYOUT_VERSION, convs, moved);
+             "%zu keys renumbered, %zu dedup entries moved)",
+             s->path, from, STORE__LAYOUT_VERSION, convs, moved, dedups);
     return 0;
 }

@@ -251,7 +251,7 @@ void store__fail(store_req *r, pl_status st, const char *fmt, ...)
 }
 
 /* RocksDB messages may span lines; our reasons never do. */
-static void store__oneline(char *s)
+void store__oneline(char *s)
 {
     for (; *s; s++)
         if (*s == '\n' || *s == '\r') *s = ' ';
@@ -286,6 +286,12 @@ static void store__key_check(const store__key *k)
     }
 }
 
+/* The column family of a key: D keys have their own since layout 5. */
+static rocksdb_column_family_handle_t *store__cf(const store__rdb *s, const char *key)
+{
+    return s->dedup_cf && key[0] == STORE__K_DEDUP ? s->cf_dedup : s->cf_main;
+}
+
 int store__get(store__rdb *s, store_req *r, bool through_batch, const store__key *k,
                const ProtobufCMessageDescriptor *d, arena *a, void **out)
 {
@@ -300,7 +306,7 @@ int store__get(store__rdb *s, store_req *r, bool through_batch, const store__key
     }
     char *err = NULL;
     size_t n = 0;
-    char *v = rocksdb_get(s->db, s->ro, k->b, k->len, &n, &err);
+    char *v = rocksdb_get_cf(s->db, s->ro, store__cf(s, k->b), k->b, k->len, &n, &err);
     if (err) {
         store__oneline(err);
         store__fail(r, PL_UNAVAILABLE, "read: %s", err);
@@ -334,6 +340,7 @@ int store__get_many(store__rdb *s, store_req *r, bool through_batch, const char 
 {
     static const char present[] = "";
     const char *ck[STORE__MULTIGET_CHUNK];
+    const rocksdb_column_family_handle_t *ccf[STORE__MULTIGET_CHUNK];
     size_t ckl[STORE__MULTIGET_CHUNK], idx[STORE__MULTIGET_CHUNK];
     char *cv[STORE__MULTIGET_CHUNK], *ce[STORE__MULTIGET_CHUNK];
     size_t cvl[STORE__MULTIGET_CHUNK];
@@ -354,11 +361,12 @@ int store__get_many(store__rdb *s, store_req *r, bool through_batch, const char 
                 continue;
             }
             ck[m] = keys[i];
+            ccf[m] = store__cf(s, keys[i]);
             ckl[m] = klens[i];
             idx[m++] = i;
         }
         if (!m) continue;
-        rocksdb_multi_get(s->db, s->ro, m, ck, ckl, cv, cvl, ce);
+        rocksdb_multi_get_cf(s->db, s->ro, ccf, m, ck, ckl, cv, cvl, ce);
         for (size_t j = 0; j < m; j++) {
             if (ce[j]) {
                 if (rc == 0) {
@@ -464,8 +472,9 @@ static void store__fill_batch(store__rdb *s)
     if (s->n_ops > 1) qsort(s->ops, s->n_ops, sizeof(*s->ops), store__op_cmp);
     for (size_t i = 0; i < s->n_ops; i++) {
         store__op *op = &s->ops[i];
-        if (op->del) rocksdb_writebatch_delete(s->wb, op->key, op->klen);
-        else rocksdb_writebatch_put(s->wb, op->key, op->klen, op->val, op->vlen);
+        rocksdb_column_family_handle_t *cf = store__cf(s, op->key);
+        if (op->del) rocksdb_writebatch_delete_cf(s->wb, cf, op->key, op->klen);
+        else rocksdb_writebatch_put_cf(s->wb, cf, op->key, op->klen, op->val, op->vlen);
     }
 }
 
@@ -483,7 +492,7 @@ void store__iter_open(store__rdb *s, store__iter *it, const store__key *lo, cons
     it->ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_lower_bound(it->ro, lo->b, lo->len);
     rocksdb_readoptions_set_iterate_upper_bound(it->ro, hi->b, hi->len);
-    it->it = rocksdb_create_iterator(s->db, it->ro);
+    it->it = rocksdb_create_iterator_cf(s->db, it->ro, store__cf(s, lo->b));
 }
 
 int store__iter_close(store__iter *it, store_req *r)
@@ -580,7 +589,7 @@ store__ent *store__ent_get(store__rdb *s, store_req *r, const char *t, char kind
     if (c) return &c->e;
     char *err = NULL;
     size_t n = 0;
-    char *v = rocksdb_get(s->db, s->ro, k.b, k.len, &n, &err);
+    char *v = rocksdb_get_cf(s->db, s->ro, s->cf_main, k.b, k.len, &n, &err);
     if (err) {
         store__oneline(err);
         store__fail(r, PL_UNAVAILABLE, "read: %s", err);
@@ -835,6 +844,33 @@ static void store__group_add(store__rdb *s, store_req *r)
 }
 
 /*
+ * Open the database with both column families (creating the dedup one in
+ * a database of an older layout, which rdb_upgrade.c then fills), and
+ * close it.  Everything but the D keys lives in "default".
+ */
+static rocksdb_t *store__db_open(store__rdb *s, char **e)
+{
+    const char *names[2] = {"default", STORE__CF_DEDUP};
+    const rocksdb_options_t *cfo[2] = {s->opts, s->opts};
+    rocksdb_column_family_handle_t *cf[2] = {NULL, NULL};
+    rocksdb_t *db = rocksdb_open_column_families(s->opts, s->path, 2, names, cfo, cf, e);
+    if (db) {
+        s->cf_main = cf[0];
+        s->cf_dedup = cf[1];
+    }
+    return db;
+}
+
+static void store__db_close(store__rdb *s)
+{
+    if (s->cf_main) rocksdb_column_family_handle_destroy(s->cf_main);
+    if (s->cf_dedup) rocksdb_column_family_handle_destroy(s->cf_dedup);
+    s->cf_main = s->cf_dedup = NULL;
+    rocksdb_close(s->db);
+    s->db = NULL;
+}
+
+/*
  * After a failed write RocksDB refuses all writes until the database is
  * reopened (its C API has no Resume).  So while failing, each batch first
  * tries, at most once a second, to close and reopen it.  While the disk
@@ -846,11 +882,11 @@ static void store__rdb_reopen(store__rdb *s)
     uint64_t now = clock_mono_ms();
     if (s->reopen_at && now - s->reopen_at < 1000) return;
     s->reopen_at = now;
-    if (s->db) rocksdb_close(s->db);
+    if (s->db) store__db_close(s);
     store__ent_drop_all(s);
     store__mcache_drop_all(s);
     char *e = NULL;
-    s->db = rocksdb_open(s->opts, s->path, &e);
+    s->db = store__db_open(s, &e);
     if (e) {
         store__oneline(e);
         log_error("store: reopening %s failed: %s", s->path, e);
@@ -1050,7 +1086,7 @@ static void store__rdb_drop_logs(const store__rdb *s)
 static void store__rdb_free(store__rdb *s)
 {
     if (s->db) {
-        rocksdb_close(s->db);
+        store__db_close(s);
         store__rdb_drop_logs(s);
     }
     if (s->wb) rocksdb_writebatch_destroy(s->wb);
@@ -1099,6 +1135,7 @@ static rocksdb_options_t *store__rdb_options(store__rdb *s)
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.02);
     rocksdb_options_set_memtable_whole_key_filtering(o, 1);
     rocksdb_options_set_create_if_missing(o, 1);
+    rocksdb_options_set_create_missing_column_families(o, 1);
     rocksdb_options_increase_parallelism(o, 2);
     /*
      * RocksDB's flushes run at the lowest CPU priority (nice 19; the
@@ -1226,6 +1263,7 @@ static int store__rdb_check_version(store__rdb *s, char *err, size_t errlen)
         snprintf(err, errlen, "cannot open store at %s: %s", s->path, r.err);
         rc = -1;
     } else if (found == 0) {
+        s->dedup_cf = true;
         store__meta_stage(s, STORE__LAYOUT_VERSION);
         if (store__rdb_write_staged(s, &r)) {
             snprintf(err, errlen, "cannot open store at %s: %s", s->path, r.err);
@@ -1239,6 +1277,8 @@ static int store__rdb_check_version(store__rdb *s, char *err, size_t errlen)
         rc = -1;
     } else if (version < STORE__LAYOUT_VERSION) {
         rc = store__rdb_upgrade(s, version, err, errlen);
+    } else {
+        s->dedup_cf = true;
     }
     arena_free(&s->scratch);
     return rc;
@@ -1273,7 +1313,7 @@ static int store__rdb_open(store **out, const store_config *cfg, char *err, size
     }
     s->opts = store__rdb_options(s);
     char *e = NULL;
-    s->db = rocksdb_open(s->opts, s->path, &e);
+    s->db = store__db_open(s, &e);
     if (e) {
         store__oneline(e);
         snprintf(err, errlen, "cannot open store at %s: %s", s->path, e);

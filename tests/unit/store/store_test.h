@@ -65,6 +65,37 @@ static inline store *st_open(const char *dir)
     return s;
 }
 
+/* A store's closed database opened directly, for tests that look at its
+ * keys: cf[0] is "default", cf[1] the dedup column family.  Close with
+ * st_raw_close. */
+typedef struct st_raw {
+    rocksdb_t *db;
+    rocksdb_options_t *o;
+    rocksdb_column_family_handle_t *cf[2];
+} st_raw;
+
+static inline void st_raw_open(st_raw *d, const char *dir)
+{
+    char path[512], *err = NULL;
+    snprintf(path, sizeof(path), "%s/rocksdb", dir);
+    d->o = rocksdb_options_create();
+    const char *names[2] = {"default", STORE__CF_DEDUP};
+    const rocksdb_options_t *cfo[2] = {d->o, d->o};
+    d->db = rocksdb_open_column_families(d->o, path, 2, names, cfo, d->cf, &err);
+    if (err) {
+        fprintf(stderr, "st_raw_open: %s\n", err);
+        abort();
+    }
+}
+
+static inline void st_raw_close(st_raw *d)
+{
+    rocksdb_column_family_handle_destroy(d->cf[0]);
+    rocksdb_column_family_handle_destroy(d->cf[1]);
+    rocksdb_close(d->db);
+    rocksdb_options_destroy(d->o);
+}
+
 static inline pl_status st_user_create(store *s, const char *tenant, const char *id, const char *name)
 {
     store_req *r = store_req_new(STORE_USER_CREATE);

@@ -622,13 +622,11 @@ static void test_runs(void **state)
 
     /* The dm's 165 messages are in 10 runs: 128 + 22 from batch 1, five
      * of one, 4 + 4 + 2 of 8 kB each (32 kB a run); the group's 150 in 2. */
-    char path[512], *err = NULL;
-    snprintf(path, sizeof(path), "%s/rocksdb", f->dir);
-    rocksdb_options_t *o = rocksdb_options_create();
-    rocksdb_t *db = rocksdb_open(o, path, &err);
-    assert_null(err);
+    st_raw d;
+    st_raw_open(&d, f->dir);
+    rocksdb_t *db = d.db;
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_iterator_t *it = rocksdb_create_iterator(db, ro);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db, ro, d.cf[0]);
     size_t mkeys = 0;
     for (rocksdb_iter_seek(it, "M", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen;
@@ -638,8 +636,7 @@ static void test_runs(void **state)
     assert_int_equal(mkeys, 12);
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
-    rocksdb_close(db);
-    rocksdb_options_destroy(o);
+    st_raw_close(&d);
 
     f->s = st_open(f->dir);
     check_runs(f->s, m);
