@@ -95,6 +95,18 @@
  * A group's conversation is "g:" + id (its messages under M), a 1:1's is
  * "dm:a:b"; the chat layer builds both.
  *
+ * Column families (layout 5).  The D keys are in a column family of their
+ * own (STORE__CF_DEDUP), everything else in RocksDB's "default"; one
+ * write batch spans both, so a message and its dedup entry are still
+ * written atomically.  Every append reads its dedup key, and that read
+ * almost always misses; a miss checks the filter of every level-0 file
+ * and of one file per level that could hold the key.  Among all five keys
+ * of a message, those files multiply with the data (over a minute at
+ * 100,000 msg/s the dedup read grew to 18% of the server's CPU); in a
+ * family of their own the D keys fill their memtable about a quarter as
+ * fast, so far fewer files stand in a miss's way (docs/benchmarks.md).
+ * store__cf picks the family of a key.
+ *
  * Numbers (conv#, user#; layout 3).  Every message writes about five keys
  * (M, two I, D, R), and inserting them into the memtable's skip list is
  * most of the store thread's work: each insert compares its key with
