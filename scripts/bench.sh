@@ -108,9 +108,10 @@ stop_server
 
 # SPEC 6 asks for 100,000 msg/s sustained: the same rate for a minute.
 # It runs at the edge of what two cores give server and bench together,
-# so it starts on a quiet machine: the runs before it leave the kernel
-# busy for seconds (load average about 1.8 when they end), which cost
-# the minute 6-8% in runs 14 and 15 (docs/benchmarks.md).
+# so it starts on a quiet machine: the runs before it leave the machine
+# busy for a while (load average about 1.8 when they end); started right
+# after them the minute gave 86,010-88,521/s (runs 14 and 15), ad hoc on
+# a quiet machine 93,094-99,989/s (docs/benchmarks.md).
 if [ "$SUSTAINED" -gt 0 ]; then
     sync
     sleep "${BENCH_SETTLE:-15}"

@@ -128,6 +128,9 @@ void store__rdb_hold(store *s, bool hold);
 void store__fail(store_req *r, pl_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Replace the line breaks of a RocksDB message with spaces, in place. */
+void store__oneline(char *s);
+
 /* A protobuf-c allocator that allocates from a (no frees). */
 ProtobufCAllocator store__allocator(arena *a);
 
@@ -138,9 +141,6 @@ ProtobufCAllocator store__allocator(arena *a);
  * groups, members and friends).  Returns 1 and *out if found, 0 if not,
  * -1 with r failed (PL_UNAVAILABLE or PL_INTERNAL) on error.
  */
-/* Replace the line breaks of a RocksDB message with spaces, in place. */
-void store__oneline(char *s);
-
 int store__get(store__rdb *s, store_req *r, bool through_batch, const store__key *k,
                const ProtobufCMessageDescriptor *d, arena *a, void **out);
 

@@ -231,7 +231,25 @@ static int upgrade_numbers(store__rdb *s, store_req *r, size_t *moved)
     return rc;
 }
 
-/* 4 -> 5: move the D keys into their own column family. */
+/* Write and clear wb (synced); -1 with r failed if RocksDB refuses. */
+static int write_moves(store__rdb *s, store_req *r, rocksdb_writebatch_t *wb)
+{
+    char *e = NULL;
+    rocksdb_write(s->db, s->wo, wb, &e);
+    rocksdb_writebatch_clear(wb);
+    if (!e) return 0;
+    store__oneline(e);
+    store__fail(r, PL_UNAVAILABLE, "write: %s", e);
+    rocksdb_free(e);
+    return -1;
+}
+
+/*
+ * 4 -> 5: move the D keys into their own column family.  The staged
+ * writes (store__put, store__del) pick a key's family by its family
+ * byte, and here one key is written to one family and deleted from the
+ * other, so this step fills its own write batches.
+ */
 static int upgrade_dedup_cf(store__rdb *s, store_req *r, size_t *moved)
 {
     store__key lo, hi;
@@ -241,31 +259,18 @@ static int upgrade_dedup_cf(store__rdb *s, store_req *r, size_t *moved)
     store__iter_open(s, &it, &lo, &hi); /* "default": s->dedup_cf is false */
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     int rc = 0;
-    for (rocksdb_iter_seek(it.it, lo.b, lo.len);; rocksdb_iter_next(it.it)) {
-        bool more = rocksdb_iter_valid(it.it);
-        if (more) {
-            size_t klen, vlen;
-            const char *key = rocksdb_iter_key(it.it, &klen);
-            const char *val = rocksdb_iter_value(it.it, &vlen);
-            rocksdb_writebatch_put_cf(wb, s->cf_dedup, key, klen, val, vlen);
-            rocksdb_writebatch_delete_cf(wb, s->cf_main, key, klen);
-            if (++*moved % 1000000 == 0)
-                log_info("store: upgrading %s: %zu dedup entries moved", s->path, *moved);
-        }
-        if (rocksdb_writebatch_count(wb) >= 2 * UPGRADE_CHUNK || (!more && rocksdb_writebatch_count(wb))) {
-            char *e = NULL;
-            rocksdb_write(s->db, s->wo, wb, &e);
-            rocksdb_writebatch_clear(wb);
-            if (e) {
-                store__oneline(e);
-                store__fail(r, PL_UNAVAILABLE, "write: %s", e);
-                rocksdb_free(e);
-                rc = -1;
-                break;
-            }
-        }
-        if (!more) break;
+    for (rocksdb_iter_seek(it.it, lo.b, lo.len); rc == 0 && rocksdb_iter_valid(it.it);
+         rocksdb_iter_next(it.it)) {
+        size_t klen, vlen;
+        const char *key = rocksdb_iter_key(it.it, &klen);
+        const char *val = rocksdb_iter_value(it.it, &vlen);
+        rocksdb_writebatch_put_cf(wb, s->cf_dedup, key, klen, val, vlen);
+        rocksdb_writebatch_delete_cf(wb, s->cf_main, key, klen);
+        if (++*moved % 1000000 == 0)
+            log_info("store: upgrading %s: %zu dedup entries moved", s->path, *moved);
+        if (rocksdb_writebatch_count(wb) >= 2 * UPGRADE_CHUNK) rc = write_moves(s, r, wb);
     }
+    if (rc == 0 && rocksdb_writebatch_count(wb)) rc = write_moves(s, r, wb);
     rocksdb_writebatch_destroy(wb);
     if (store__iter_close(&it, r)) rc = -1;
     if (rc == 0) {
