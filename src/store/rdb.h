@@ -75,6 +75,7 @@ typedef struct store__rdb {
     bool dedup_cf;                 /* D keys are in cf_dedup (layout >= 5);
                                       false while an older layout upgrades */
     rocksdb_options_t *opts;
+    rocksdb_options_t *opts_dedup; /* the dedup family's (store__rdb_dedup_options) */
     rocksdb_cache_t *cache;
     rocksdb_writeoptions_t *wo;    /* batches: synced if cfg->sync */
     rocksdb_writeoptions_t *wo_lazy; /* housekeeping (purges): not synced */
@@ -91,6 +92,8 @@ typedef struct store__rdb {
     /* Store thread only. */
     arena scratch;                 /* keys, values, decodes of one batch */
     store__ov *overlay;            /* what the batch staged, by key (uthash) */
+    store__ov *prefetched;         /* dedup answers read ahead of the batch's
+                                      writes (store__prefetch), by key */
     store__op *ops;                /* the batch's staged writes */
     size_t n_ops, ops_cap;
     uint64_t now;                  /* ts of the batch being executed */
@@ -236,6 +239,10 @@ int store__run_split(arena *a, const char *v, size_t n, const char ***elems, siz
 
 /* Forget every entry (a failed batch, a reopen, an upgrade). */
 void store__ent_drop_all(store__rdb *s);
+/* The id cache's entry for (kind, id) of tenant t, or NULL if it is not
+ * cached; never reads. */
+store__ent *store__ent_cached(store__rdb *s, const char *t, char kind, const char *id);
+
 /* e's number, given out now (staging its K record) if it has none: write
  * ops only, once nothing can fail any more. */
 uint64_t store__ent_num(store__rdb *s, store__ent *e);
@@ -266,6 +273,9 @@ void store__mdelta_clear(store__rdb *s);
 /* ---- rdb_ops.c ---- */
 
 bool store__is_write(store_op op);
+/* The dedup key a write will read: true with *k if r is a message append
+ * with a cmid whose sender's number is in the id cache. */
+bool store__append_dedup_key(store__rdb *s, const store_req *r, store__key *k);
 /* Validate, read what is needed, stage the writes and set the outputs. */
 void store__exec_write(store__rdb *s, store_req *r);
 /* Run a read op against the committed state. */

@@ -561,6 +561,17 @@ static void op_token_revoke(store__rdb *s, store_req *r)
     store__put(s, &k, &rec);
 }
 
+bool store__append_dedup_key(store__rdb *s, const store_req *r, store__key *k)
+{
+    if (r->op != STORE_MSG_APPEND) return false;
+    const store_append *a = &r->append;
+    if (!store__id_ok(r->tenant_id) || !store__id_ok(a->from) || !store__id_ok(a->cmid)) return false;
+    store__ent *fe = store__ent_cached(s, r->tenant_id, STORE__NUM_USER, a->from);
+    if (!fe || !fe->num) return false;
+    store__k_dedup(k, fe->num, a->cmid);
+    return true;
+}
+
 void store__exec_write(store__rdb *s, store_req *r)
 {
     switch (r->op) {

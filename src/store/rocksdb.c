@@ -309,9 +309,11 @@ int store__get(store__rdb *s, store_req *r, bool through_batch, const store__key
                const ProtobufCMessageDescriptor *d, arena *a, void **out)
 {
     store__key_check(k);
-    if (through_batch && s->overlay) {
+    if (through_batch) {
+        /* What the batch staged, else what was read ahead for it. */
         store__ov *o = NULL;
-        HASH_FIND(hh, s->overlay, k->b, k->len, o);
+        if (s->overlay) HASH_FIND(hh, s->overlay, k->b, k->len, o);
+        if (!o && s->prefetched) HASH_FIND(hh, s->prefetched, k->b, k->len, o);
         if (o) {
             if (!o->val) return 0;
             return (*out = store__decode(r, d, a, o->val, o->vlen)) ? 1 : -1;
@@ -593,6 +595,15 @@ static uint64_t store__num_decode(const char *v, size_t n)
     return num;
 }
 
+store__ent *store__ent_cached(store__rdb *s, const char *t, char kind, const char *id)
+{
+    store__key k;
+    store__k_num(&k, t, kind, id);
+    store__key_check(&k);
+    store__entx *c = store__ent_find(s, &k);
+    return c ? &c->e : NULL;
+}
+
 store__ent *store__ent_get(store__rdb *s, store_req *r, const char *t, char kind, const char *id)
 {
     store__key k;
@@ -864,7 +875,7 @@ static void store__group_add(store__rdb *s, store_req *r)
 static rocksdb_t *store__db_open(store__rdb *s, char **e)
 {
     const char *names[2] = {"default", STORE__CF_DEDUP};
-    const rocksdb_options_t *cfo[2] = {s->opts, s->opts};
+    const rocksdb_options_t *cfo[2] = {s->opts, s->opts_dedup};
     rocksdb_column_family_handle_t *cf[2] = {NULL, NULL};
     rocksdb_t *db = rocksdb_open_column_families(s->opts, s->path, 2, names, cfo, cf, e);
     if (db) {
@@ -918,6 +929,61 @@ static void store__rdb_fail_all(store_req **reqs, size_t n)
 }
 
 /*
+ * Dedup read-ahead.  Every message append reads its dedup key, and that
+ * read almost always misses; a miss walks the dedup family's memtables
+ * and files and checks the filter of each file that could hold the key.
+ * RocksDB's batched MultiGet makes that walk once for many keys and
+ * probes each filter for all of them together.  So before a batch's
+ * writes run, the D keys of the appends it may take (up to max_batch
+ * writes) are read in one MultiGet, and store__get answers a read through
+ * the batch from there when the overlay (what the batch itself staged)
+ * has nothing.  The answers hold until the batch's write: this thread is
+ * the only writer; they are dropped before the batch's reads run.  An
+ * append whose sender's number is not cached, or a key whose read fails,
+ * is left to the ordinary read.
+ */
+static void store__prefetch(store__rdb *s, store_req **reqs, size_t n)
+{
+    const char *keys[STORE__MULTIGET_CHUNK];
+    size_t klens[STORE__MULTIGET_CHUNK];
+    size_t m = 0, nw = 0;
+    if (!s->dedup_cf) return;
+    for (size_t i = 0; i < n && nw < s->max_batch && m < STORE__MULTIGET_CHUNK; i++) {
+        if (!store__is_write(reqs[i]->op)) continue;
+        nw++;
+        store__key k;
+        if (!store__append_dedup_key(s, reqs[i], &k)) continue;
+        keys[m] = arena_memdup(&s->scratch, k.b, k.len);
+        klens[m++] = k.len;
+    }
+    if (m < 2) return; /* one key: the ordinary read costs the same */
+    rocksdb_pinnableslice_t *vals[STORE__MULTIGET_CHUNK];
+    char *errs[STORE__MULTIGET_CHUNK];
+    rocksdb_batched_multi_get_cf(s->db, s->ro, s->cf_dedup, m, keys, klens, vals, errs, false);
+    for (size_t j = 0; j < m; j++) {
+        store__ov *o = NULL;
+        if (!errs[j]) HASH_FIND(hh, s->prefetched, keys[j], klens[j], o);
+        if (!errs[j] && !o) {
+            o = arena_alloc(&s->scratch, sizeof(*o) + klens[j]);
+            memcpy(o->key, keys[j], klens[j]);
+            o->klen = klens[j];
+            o->val = NULL;
+            o->vlen = 0;
+            o->op = 0;
+            if (vals[j]) {
+                size_t vn;
+                const char *v = rocksdb_pinnableslice_value(vals[j], &vn);
+                o->val = vn ? arena_memdup(&s->scratch, v, vn) : arena_alloc(&s->scratch, 1);
+                o->vlen = vn;
+            }
+            HASH_ADD_KEYPTR(hh, s->prefetched, o->key, o->klen, o);
+        }
+        if (vals[j]) rocksdb_pinnableslice_destroy(vals[j]);
+        if (errs[j]) rocksdb_free(errs[j]);
+    }
+}
+
+/*
  * Execute a batch taken from the front of reqs[0..n) and post its
  * completions; returns how many requests it took.  The batch takes writes
  * in order until max_batch of them ran or they staged STORE__BATCH_KEYS
@@ -936,6 +1002,7 @@ static size_t store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
         goto post;
     }
     s->n_ops = 0;
+    store__prefetch(s, reqs, n);
     for (size_t i = 0; i < n; i++) {
         if (!store__is_write(reqs[i]->op)) continue;
         if (nw == s->max_batch || s->n_ops + s->run_elems >= STORE__BATCH_KEYS) {
@@ -990,6 +1057,7 @@ static size_t store__rdb_batch(store__rdb *s, store_req **reqs, size_t n)
             s->num_last_disk = s->num_last;
         }
     }
+    HASH_CLEAR(hh, s->prefetched);
     for (size_t i = 0; i < n; i++) {
         if (store__is_write(reqs[i]->op)) continue;
         store__exec_read(s, reqs[i]);
@@ -1107,6 +1175,7 @@ static void store__rdb_free(store__rdb *s)
     if (s->wo_lazy) rocksdb_writeoptions_destroy(s->wo_lazy);
     if (s->ro) rocksdb_readoptions_destroy(s->ro);
     if (s->opts) rocksdb_options_destroy(s->opts);
+    if (s->opts_dedup) rocksdb_options_destroy(s->opts_dedup);
     if (s->cache) rocksdb_cache_destroy(s->cache);
     store__ent_drop_all(s);
     store__mcache_drop_all(s);
@@ -1221,6 +1290,32 @@ static rocksdb_options_t *store__rdb_options(store__rdb *s)
     return o;
 }
 
+/*
+ * The dedup family's options: those of "default" but for its filters.
+ * Nearly every read of a D key misses, so its cost is the filter checks:
+ * one per memtable and per file that could hold the key.  A partitioned
+ * filter cached in the block cache costs each check a search of the
+ * partition index and a cache lookup before the probe; a whole-file
+ * filter held by the table reader costs the probe alone.  Over a minute
+ * at 100,000 msg/s that took the dedup read from 21% to 15% of the
+ * server's CPU (docs/benchmarks.md).  The price is memory outside the
+ * block cache's bound: the filters (10 bits a key) and indexes of every
+ * D key on disk, measured at 1.7 bytes per stored message (10.6 MB for
+ * 6.2 million; RocksDB's estimate-table-readers-mem).  One D key per message keeps that small, where doing
+ * the same for "default" (five keys a message) would not.
+ */
+static rocksdb_options_t *store__rdb_dedup_options(store__rdb *s)
+{
+    rocksdb_options_t *o = rocksdb_options_create_copy(s->opts);
+    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(t, s->cache);
+    rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom_full(10));
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 0);
+    rocksdb_options_set_block_based_table_factory(o, t);
+    rocksdb_block_based_options_destroy(t);
+    return o;
+}
+
 void store__meta_stage(store__rdb *s, uint32_t version)
 {
     store__key k;
@@ -1325,6 +1420,7 @@ static int store__rdb_open(store **out, const store_config *cfg, char *err, size
         return -1;
     }
     s->opts = store__rdb_options(s);
+    s->opts_dedup = store__rdb_dedup_options(s);
     char *e = NULL;
     s->db = store__db_open(s, &e);
     if (e) {

@@ -197,6 +197,65 @@ static void test_one_batch(void **state)
     st_collector_destroy(&c);
 }
 
+/*
+ * The dedup keys of a batch's appends are read ahead in one MultiGet
+ * (store__prefetch).  What the batch itself staged must still win over
+ * that read (a cmid repeated inside the batch), and the read must not
+ * outlive its batch (a retry in the next batch sees the committed entry).
+ */
+static void test_dedup_read_ahead(void **state)
+{
+    store *s = ((fixture *)*state)->s;
+    /* Numbers for alice and bob, so their appends are read ahead. */
+    store_req *first = append_ok(s, "dm:alice:bob", "alice", "k1", AB, 1);
+    store_req_free(append_ok(s, "dm:alice:bob", "bob", "b1", AB, 2));
+
+    st_collector c;
+    st_collector_init(&c);
+    store_req *r[5];
+    r[0] = st_append_req("t", "dm:alice:bob", "alice", "again", "k1", AB); /* committed before */
+    r[1] = st_append_req("t", "dm:alice:bob", "alice", "new", "k2", AB);
+    r[2] = st_append_req("t", "dm:alice:bob", "alice", "new", "k2", AB);   /* dup of r[1] */
+    r[3] = st_append_req("t", "dm:alice:bob", "bob", "new", "k2", AB);     /* other sender */
+    r[4] = st_append_req("t", "dm:alice:bob", "bob", "new", "b1", AB);     /* committed before */
+    store__rdb_hold(s, true);
+    for (int i = 0; i < 5; i++) st_collector_submit(&c, s, r[i]);
+    store__rdb_hold(s, false);
+    st_collector_wait(&c, 5);
+    for (int i = 0; i < 5; i++) assert_int_equal(r[i]->status, PL_OK);
+    assert_true(r[0]->append.dup);
+    assert_int_equal(r[0]->append.seq, first->append.seq);
+    assert_false(r[1]->append.dup);
+    assert_int_equal(r[1]->append.seq, 3);
+    assert_true(r[2]->append.dup);
+    assert_int_equal(r[2]->append.seq, 3);
+    assert_false(r[3]->append.dup);
+    assert_int_equal(r[3]->append.seq, 4);
+    assert_true(r[4]->append.dup);
+    assert_int_equal(r[4]->append.seq, 2);
+    for (int i = 0; i < 5; i++) store_req_free(r[i]);
+    st_collector_destroy(&c);
+    store_req_free(first);
+
+    /* The next batch reads what the last one wrote. */
+    store_req *a = st_append_req("t", "dm:alice:bob", "alice", "again", "k2", AB);
+    store_req *b = st_append_req("t", "dm:alice:bob", "bob", "again", "k2", AB);
+    st_collector_init(&c);
+    store__rdb_hold(s, true);
+    st_collector_submit(&c, s, a);
+    st_collector_submit(&c, s, b);
+    store__rdb_hold(s, false);
+    st_collector_wait(&c, 2);
+    assert_true(a->append.dup);
+    assert_int_equal(a->append.seq, 3);
+    assert_true(b->append.dup);
+    assert_int_equal(b->append.seq, 4);
+    store_req_free(a);
+    store_req_free(b);
+    st_collector_destroy(&c);
+    assert_int_equal(inbox_head(s, "bob"), 4);
+}
+
 /* Two writes to one key in one batch: the later one wins on disk. */
 static void test_same_key_in_batch(void **state)
 {
@@ -749,6 +808,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_must_exist, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dedup_read_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_key_in_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inbox_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history, setup, teardown),
