@@ -37,10 +37,8 @@ struct arena_block {
 
 static _Thread_local arena_block *cache;
 static _Thread_local unsigned n_cache;
-static _Thread_local bool cache_registered; /* cache_drop set to run at exit */
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
+#ifndef ARENA_NO_CACHE
 /* Frees the blocks a thread kept when it exits. */
 static void cache_drop(void *unused)
 {
@@ -53,7 +51,12 @@ static void cache_drop(void *unused)
     n_cache = 0;
 }
 
+static _Thread_local bool cache_registered; /* cache_drop set to run at exit */
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
 static void cache_key_init(void) { pthread_key_create(&cache_key, cache_drop); }
+#endif
 
 static arena_block *block_new(size_t cap)
 {
