@@ -75,7 +75,6 @@ typedef struct store__rdb {
     bool dedup_cf;                 /* D keys are in cf_dedup (layout >= 5);
                                       false while an older layout upgrades */
     rocksdb_options_t *opts;
-    rocksdb_options_t *opts_dedup; /* the dedup family's (store__rdb_dedup_options) */
     rocksdb_cache_t *cache;
     rocksdb_writeoptions_t *wo;    /* batches: synced if cfg->sync */
     rocksdb_writeoptions_t *wo_lazy; /* housekeeping (purges): not synced */

@@ -875,7 +875,7 @@ static void store__group_add(store__rdb *s, store_req *r)
 static rocksdb_t *store__db_open(store__rdb *s, char **e)
 {
     const char *names[2] = {"default", STORE__CF_DEDUP};
-    const rocksdb_options_t *cfo[2] = {s->opts, s->opts_dedup};
+    const rocksdb_options_t *cfo[2] = {s->opts, s->opts};
     rocksdb_column_family_handle_t *cf[2] = {NULL, NULL};
     rocksdb_t *db = rocksdb_open_column_families(s->opts, s->path, 2, names, cfo, cf, e);
     if (db) {
@@ -1175,7 +1175,6 @@ static void store__rdb_free(store__rdb *s)
     if (s->wo_lazy) rocksdb_writeoptions_destroy(s->wo_lazy);
     if (s->ro) rocksdb_readoptions_destroy(s->ro);
     if (s->opts) rocksdb_options_destroy(s->opts);
-    if (s->opts_dedup) rocksdb_options_destroy(s->opts_dedup);
     if (s->cache) rocksdb_cache_destroy(s->cache);
     store__ent_drop_all(s);
     store__mcache_drop_all(s);
@@ -1290,32 +1289,6 @@ static rocksdb_options_t *store__rdb_options(store__rdb *s)
     return o;
 }
 
-/*
- * The dedup family's options: those of "default" but for its filters.
- * Nearly every read of a D key misses, so its cost is the filter checks:
- * one per memtable and per file that could hold the key.  A partitioned
- * filter cached in the block cache costs each check a search of the
- * partition index and a cache lookup before the probe; a whole-file
- * filter held by the table reader costs the probe alone.  Over a minute
- * at 100,000 msg/s that took the dedup read from 21% to 15% of the
- * server's CPU (docs/benchmarks.md).  The price is memory outside the
- * block cache's bound: the filters (10 bits a key) and indexes of every
- * D key on disk, measured at 1.7 bytes per stored message (10.6 MB for
- * 6.2 million; RocksDB's estimate-table-readers-mem).  One D key per message keeps that small, where doing
- * the same for "default" (five keys a message) would not.
- */
-static rocksdb_options_t *store__rdb_dedup_options(store__rdb *s)
-{
-    rocksdb_options_t *o = rocksdb_options_create_copy(s->opts);
-    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
-    rocksdb_block_based_options_set_block_cache(t, s->cache);
-    rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom_full(10));
-    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 0);
-    rocksdb_options_set_block_based_table_factory(o, t);
-    rocksdb_block_based_options_destroy(t);
-    return o;
-}
-
 void store__meta_stage(store__rdb *s, uint32_t version)
 {
     store__key k;
@@ -1420,7 +1393,6 @@ static int store__rdb_open(store **out, const store_config *cfg, char *err, size
         return -1;
     }
     s->opts = store__rdb_options(s);
-    s->opts_dedup = store__rdb_dedup_options(s);
     char *e = NULL;
     s->db = store__db_open(s, &e);
     if (e) {
