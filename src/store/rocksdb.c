@@ -8,7 +8,9 @@
  * loop iteration takes everything posted so far and executes it in batches
  * (store__rdb_batch):
  *
- *     take ──> writes: validate, read through the batch, stage into ONE
+ *     take ──> dedup keys of the batch's appends read in one MultiGet
+ *              (store__prefetch)
+ *          ──> writes: validate, read through the batch, stage into ONE
  *              write batch; later writes of the batch see earlier ones
  *              (numbers and consecutive seqs from the id cache; dedup
  *              entries, users, tenants, read positions from the batch
@@ -942,6 +944,28 @@ static void store__rdb_fail_all(store_req **reqs, size_t n)
  * append whose sender's number is not cached, or a key whose read fails,
  * is left to the ordinary read.
  */
+/* Remember the answer for a key read ahead (v NULL: not found), once. */
+static void store__prefetch_keep(store__rdb *s, const char *key, size_t klen,
+                                 const rocksdb_pinnableslice_t *v)
+{
+    store__ov *o = NULL;
+    HASH_FIND(hh, s->prefetched, key, klen, o);
+    if (o) return; /* a cmid twice in the batch: one answer serves both */
+    o = arena_alloc(&s->scratch, sizeof(*o) + klen);
+    memcpy(o->key, key, klen);
+    o->klen = klen;
+    o->val = NULL;
+    o->vlen = 0;
+    o->op = 0;
+    if (v) {
+        size_t vn;
+        const char *vb = rocksdb_pinnableslice_value(v, &vn);
+        o->val = vn ? arena_memdup(&s->scratch, vb, vn) : arena_alloc(&s->scratch, 1);
+        o->vlen = vn;
+    }
+    HASH_ADD_KEYPTR(hh, s->prefetched, o->key, o->klen, o);
+}
+
 static void store__prefetch(store__rdb *s, store_req **reqs, size_t n)
 {
     const char *keys[STORE__MULTIGET_CHUNK];
@@ -961,25 +985,9 @@ static void store__prefetch(store__rdb *s, store_req **reqs, size_t n)
     char *errs[STORE__MULTIGET_CHUNK];
     rocksdb_batched_multi_get_cf(s->db, s->ro, s->cf_dedup, m, keys, klens, vals, errs, false);
     for (size_t j = 0; j < m; j++) {
-        store__ov *o = NULL;
-        if (!errs[j]) HASH_FIND(hh, s->prefetched, keys[j], klens[j], o);
-        if (!errs[j] && !o) {
-            o = arena_alloc(&s->scratch, sizeof(*o) + klens[j]);
-            memcpy(o->key, keys[j], klens[j]);
-            o->klen = klens[j];
-            o->val = NULL;
-            o->vlen = 0;
-            o->op = 0;
-            if (vals[j]) {
-                size_t vn;
-                const char *v = rocksdb_pinnableslice_value(vals[j], &vn);
-                o->val = vn ? arena_memdup(&s->scratch, v, vn) : arena_alloc(&s->scratch, 1);
-                o->vlen = vn;
-            }
-            HASH_ADD_KEYPTR(hh, s->prefetched, o->key, o->klen, o);
-        }
+        if (errs[j]) rocksdb_free(errs[j]); /* left to the ordinary read */
+        else store__prefetch_keep(s, keys[j], klens[j], vals[j]);
         if (vals[j]) rocksdb_pinnableslice_destroy(vals[j]);
-        if (errs[j]) rocksdb_free(errs[j]);
     }
 }
 
