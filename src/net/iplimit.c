@@ -54,6 +54,15 @@ net__iptab *net__iptab_new(uint32_t max_conns, double rate, double burst)
     return t;
 }
 
+void net__iptab_set_limits(net__iptab *t, uint32_t max_conns, double rate, double burst)
+{
+    uv_mutex_lock(&t->mu);
+    t->max_conns = max_conns;
+    t->rate = rate;
+    t->burst = burst;
+    uv_mutex_unlock(&t->mu);
+}
+
 void net__iptab_free(net__iptab *t)
 {
     if (!t) return;

@@ -533,6 +533,12 @@ void net_run(net *n)
     if (!n->joined) uv_run(&n->loop, UV_RUN_DEFAULT);
 }
 
+void net_set_ip_limits(net *n, uint32_t max_conns_per_ip, double conn_rate_per_ip,
+                       double conn_burst_per_ip)
+{
+    net__iptab_set_limits(n->ips, max_conns_per_ip, conn_rate_per_ip, conn_burst_per_ip);
+}
+
 void net_stop_accepting(net *n)
 {
     atomic_store(&n->udp_accepting, false);

@@ -222,6 +222,13 @@ void *net_main_loop(net *n);
 /* Run the main loop until net_stop has been called and all is closed. */
 void net_run(net *n);
 
+/* Change the per-IP connection limits (max_conns_per_ip, conn_rate_per_ip,
+ * conn_burst_per_ip of net_config) from now on, e.g. on a settings reload.
+ * Connections already open stay; an IP over a lowered max keeps them but
+ * opens no more until under it.  Any thread. */
+void net_set_ip_limits(net *n, uint32_t max_conns_per_ip, double conn_rate_per_ip,
+                       double conn_burst_per_ip);
+
 /* Stop accepting new connections (listeners closed; datagrams from UDP
  * addresses without a connection are dropped); existing ones stay. */
 void net_stop_accepting(net *n);

@@ -99,6 +99,8 @@ typedef struct net__iptab net__iptab;
 
 net__iptab *net__iptab_new(uint32_t max_conns, double rate, double burst);
 void net__iptab_free(net__iptab *t);
+/* New limits for every IP, applied from the next admission on. */
+void net__iptab_set_limits(net__iptab *t, uint32_t max_conns, double rate, double burst);
 
 /* Count a new connection from sa at now_ms.  Returns its IP's entry (to be
  * released with net__iptab_release when the connection is gone), or NULL

@@ -15,8 +15,9 @@
  * SIGHUP reloads the word lists and the reloadable settings: the config
  * file, the environment and the command line are read again, and
  * log_level, msg_rate, msg_burst, login_rate_per_ip, login_burst_per_ip,
- * failed_login_max and failed_login_window_ms take their new values at
- * once (reload_settings).  Other settings that changed are logged as
+ * failed_login_max, failed_login_window_ms and the per-IP connection
+ * limits (max_conns_per_ip, conn_rate_per_ip, conn_burst_per_ip) take
+ * their new values at once (reload_settings).  Other settings that changed are logged as
  * waiting for a restart; a file that no longer parses is logged and
  * changes nothing.
  *
@@ -94,7 +95,9 @@ static int prepare_data_dir(const char *dir, char *err, size_t errlen)
 
 static const char *const reloadable[] = {"log_level", "msg_rate", "msg_burst",
                                          "login_rate_per_ip", "login_burst_per_ip",
-                                         "failed_login_max", "failed_login_window_ms"};
+                                         "failed_login_max", "failed_login_window_ms",
+                                         "max_conns_per_ip", "conn_rate_per_ip",
+                                         "conn_burst_per_ip"};
 
 static bool is_reloadable(const char *name)
 {
@@ -158,6 +161,8 @@ static void reload_settings(server *srv)
     chat_limits l;
     chat_limits_of(&next, &l);
     chat_set_limits(srv->chat, &l);
+    net_set_ip_limits(srv->net, (uint32_t)next.max_conns_per_ip, next.conn_rate_per_ip,
+                      next.conn_burst_per_ip);
     /* Keep the new values of what was applied; the rest stays as started. */
     for (size_t i = 0; i < settings_count; i++) {
         const config_def *d = &settings_defs[i];

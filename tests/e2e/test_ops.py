@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -421,6 +422,84 @@ def test_sighup_reloads_settings():
             a.close()
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _conn_admitted(port):
+    """Open a connection from 127.0.0.1 and ask for /healthz: the open
+    socket if it was answered, None if the server closed it at once (the
+    per-IP limits refuse a connection by closing it)."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    if _healthz_on(c):
+        return c
+    c.close()
+    return None
+
+
+def _healthz_on(c):
+    """GET /healthz on an open connection: True once the whole answer is
+    read, False if the connection was closed instead."""
+    c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while not data.endswith(b"}"):
+        try:
+            more = c.recv(4096)
+        except OSError:
+            more = b""
+        if not more:
+            return False
+        data += more
+    return data.startswith(b"HTTP/1.1 200")
+
+
+def test_sighup_reloads_ip_limits():
+    """max_conns_per_ip and conn_rate_per_ip reload on SIGHUP: connections
+    already open stay, a new one over the lowered limit is refused, and one
+    is admitted again once the address is under it."""
+    d = tempfile.mkdtemp(prefix="parley-hup-")
+    conf = os.path.join(d, "parley.conf")
+    held = []
+    try:
+        with open(conf, "w") as f:
+            f.write("max_conns_per_ip = 0\nconn_rate_per_ip = 0\n")
+        with Server("--config", conf) as s:
+            for _ in range(5):
+                c = _conn_admitted(s.http_port)
+                assert c, "refused before any limit"
+                held.append(c)
+            with open(conf, "w") as f:
+                f.write("max_conns_per_ip = 3\nconn_rate_per_ip = 0\n")
+            s.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: s.events("settings reloaded"), "no reload:\n" + s.log())
+            ev = s.events("settings reloaded")[-1]
+            assert "max_conns_per_ip" in ev["applied"].split(","), ev
+            assert _conn_admitted(s.http_port) is None
+            # the five stay served
+            for c in held:
+                assert _healthz_on(c)
+            for c in held[:3]:
+                c.close()
+            del held[:3]
+            # two open: the server sees the closes soon after
+            wait_for(lambda: _keep(held, _conn_admitted(s.http_port)), "not admitted under the limit")
+
+            # a rate of one a second with a burst of one: the second refused
+            with open(conf, "w") as f:
+                f.write("max_conns_per_ip = 0\nconn_rate_per_ip = 1\nconn_burst_per_ip = 1\n")
+            s.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: len(s.events("settings reloaded")) >= 2, "no second reload")
+            results = [_conn_admitted(s.http_port) for _ in range(3)]
+            assert None in results, results
+            held += [c for c in results if c]
+    finally:
+        for c in held:
+            c.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _keep(held, c):
+    if c:
+        held.append(c)
+    return c is not None
 
 
 def _start_fails(data):
