@@ -20,7 +20,8 @@
  * holds the port, and which also learns the port when 0 was asked.  The
  * probe is closed and the group binds that port at once.
  *
- * Runs on the main thread, from net_start.
+ * Runs on the main thread, from net_start (and net_check_addrs, which
+ * binds and closes each address before the server prepares anything).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -175,4 +176,23 @@ fail:
     for (size_t i = 0; i < opened; i++) close(fds[i]);
     snprintf(err, errlen, "cannot listen on %s (UDP): %s", addr, uv_strerror(-e));
     return -1;
+}
+
+int net_check_addrs(const net_config *cfg, char *err, size_t errlen)
+{
+    const char *addrs[3] = {cfg->http_addr, cfg->tcp_addr, cfg->udp_addr};
+    for (int i = 0; i < 3; i++) {
+        struct sockaddr_storage ss;
+        if (!addrs[i] || !*addrs[i]) continue;
+        if (net__addr_parse(addrs[i], &ss, err, errlen)) return -1;
+        int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                  : ((struct sockaddr_in *)&ss)->sin_port);
+        if (!port) continue; /* the kernel picks a free one */
+        int fd, bound;
+        if (i < 2 ? net__listen(addrs[i], &fd, &bound, err, errlen)
+                  : net__udp_bind(addrs[i], 1, &fd, &bound, err, errlen))
+            return -1;
+        close(fd);
+    }
+    return 0;
 }

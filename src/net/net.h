@@ -209,6 +209,13 @@ typedef struct net_config {
  * write to a peer that went away must fail, not end the process. */
 int net_start(net **out, const net_config *cfg, const net_callbacks *cb, char *err, size_t errlen);
 
+/* Bind each listen address of cfg that names a port (not 0) and close it
+ * again: the same one-line errors as net_start ("cannot listen on
+ * 127.0.0.1:8080: address already in use"), for a caller to stop before
+ * it prepares anything else.  The ports can still be taken before
+ * net_start binds them; net_start reports that. */
+int net_check_addrs(const net_config *cfg, char *err, size_t errlen);
+
 /* The bound ports (useful with port 0, where the kernel picks one); 0 for
  * the TCP or UDP port when there is no such listener. */
 int net_http_port(const net *n);

@@ -13,6 +13,12 @@
  *   1  secret, admin.token, default.key, words/<tenant>.txt, rocksdb/,
  *      backups/<name>/ (each a data directory of its own), parley.version
  *
+ * parley.pid is not part of the format: a running parleyd holds an
+ * exclusive flock on it and writes its pid there (ops_datadir_lock), so a
+ * second one on the same directory stops with a clear message before it
+ * touches anything (RocksDB's own LOCK would only say "Resource
+ * temporarily unavailable").
+ *
  * Migrations run one step at a time (migrate[] below) and the version file
  * is written last, so an interrupted upgrade runs again at the next start.
  * A newer version than this build's is refused: an older binary must not
@@ -24,6 +30,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,6 +49,39 @@ int ops_datadir_parse_version(const char *text, size_t len)
     if (i == 0) return -1;
     while (i < len && (text[i] == '\n' || text[i] == '\r' || text[i] == ' ')) i++;
     return i == len ? (int)v : -1;
+}
+
+int ops_datadir_lock(const char *dir, char *err, size_t errlen)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/parley.pid", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[24] = "";
+        ssize_t n = e == EWOULDBLOCK ? pread(fd, pid, sizeof pid - 1, 0) : -1;
+        pid[n > 0 ? n : 0] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        if (e == EWOULDBLOCK)
+            snprintf(err, errlen, "data directory %s is in use by another parleyd%s%s%s", dir,
+                     *pid ? " (pid " : "", pid, *pid ? ")" : "");
+        else
+            snprintf(err, errlen, "cannot lock %s: %s", path, strerror(e));
+        close(fd);
+        return -1;
+    }
+    char line[24];
+    int len = snprintf(line, sizeof line, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 /* Does dir hold anything parley writes? */

@@ -34,6 +34,13 @@ void ops_process_metrics(void);
  * before versions, -1 for a fresh one. */
 int ops_datadir_prepare(const char *dir, int *from, char *err, size_t errlen);
 
+/* Hold the data directory dir (which exists) for this process: an
+ * exclusive flock on dir/parley.pid, which then holds this process's pid.
+ * Returns the lock's descriptor (keep it open while running; the lock goes
+ * with the process), or -1 with a one-line reason in err, naming the pid
+ * of the parleyd that holds the directory. */
+int ops_datadir_lock(const char *dir, char *err, size_t errlen);
+
 /* Parse the contents of a version file ("<n>\n"): the version, or -1 if
  * it is not one.  Pure. */
 int ops_datadir_parse_version(const char *text, size_t len);

@@ -60,7 +60,7 @@ static void split_origins(server *srv)
     }
 }
 
-static int prepare_data_dir(const char *dir, char *err, size_t errlen)
+static int prepare_data_dir(server *srv, const char *dir, char *err, size_t errlen)
 {
     if (mkdir(dir, 0700) && errno != EEXIST) {
         snprintf(err, errlen, "cannot create data directory %s: %s", dir, strerror(errno));
@@ -75,6 +75,7 @@ static int prepare_data_dir(const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "data directory %s is not writable: %s", dir, strerror(errno));
         return -1;
     }
+    if ((srv->dir_lock = ops_datadir_lock(dir, err, errlen)) < 0) return -1;
     int from = 0;
     if (ops_datadir_prepare(dir, &from, err, errlen)) return -1;
     if (from < 0) {
@@ -290,7 +291,12 @@ static int start(server *srv, char *err, size_t errlen)
                  cfg->redis);
         return -1;
     }
-    if (prepare_data_dir(cfg->data, err, errlen)) return -1;
+    /* Before anything is written: a port in use or a data directory held
+     * by another parleyd stops the start with one line, not after a fresh
+     * directory was initialised or with RocksDB's lock error. */
+    net_config probe = {.http_addr = cfg->http, .tcp_addr = cfg->tcp, .udp_addr = cfg->udp};
+    if (net_check_addrs(&probe, err, errlen)) return -1;
+    if (prepare_data_dir(srv, cfg->data, err, errlen)) return -1;
     int workers = (int)cfg->workers;
     if (workers <= 0) {
         /* One core is left to the store thread and RocksDB's flushes and
@@ -376,6 +382,7 @@ int main(int argc, char **argv)
 {
     server srv;
     memset(&srv, 0, sizeof srv);
+    srv.dir_lock = -1;
     srv.started_ms = clock_wall_ms();
     char err[512];
     bool help = false;
@@ -403,6 +410,7 @@ int main(int argc, char **argv)
     }
     srv__current = NULL;
     if (srv.st) store_close(srv.st);
+    if (srv.dir_lock >= 0) close(srv.dir_lock); /* the store is closed: the directory is free */
     if (!rc) log_event(LOG_INFO, "parleyd stopped", "store", "flushed and closed", NULL);
     chat_free(srv.chat);
     if (srv.net) net_free(srv.net);

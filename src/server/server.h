@@ -43,6 +43,7 @@ typedef struct server {
     bool any_origin;
     uint64_t started_ms;
     size_t n_workers;
+    int dir_lock;                  /* DATA/parley.pid, flocked while running */
     int argc;                      /* the command line, read again on SIGHUP */
     char **argv;
 } server;

@@ -221,20 +221,45 @@ def _busy_port():
 
 def test_port_in_use(tmpdir_):
     """SPEC 5: a port in use -> non-zero with a one-line reason that names
-    the address; for the HTTP and for the TCP port."""
+    the address; for the HTTP, the TCP and the UDP port.  The ports are
+    checked before anything is written: the data directory is not even
+    created."""
     sock, port = _busy_port()
+    usock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    usock.bind(("127.0.0.1", 0))
+    uaddr = "127.0.0.1:%d" % usock.getsockname()[1]
+    data = os.path.join(tmpdir_, "d")
     try:
         addr = "127.0.0.1:%d" % port
-        for args in (["--http", addr, "--tcp", "127.0.0.1:0"],
-                     ["--http", "127.0.0.1:0", "--tcp", addr]):
-            rc, out, err = run(["--data", os.path.join(tmpdir_, "d"), "--udp", "127.0.0.1:0"] +
-                               args)
+        for args, busy in ((["--http", addr, "--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0"], addr),
+                           (["--http", "127.0.0.1:0", "--tcp", addr, "--udp", "127.0.0.1:0"], addr),
+                           (["--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--udp", uaddr], uaddr)):
+            rc, out, err = run(["--data", data] + args)
             assert rc != 0
             line = one_line(err)
-            assert addr in line, line
+            assert busy in line, line
             assert "in use" in line.lower(), line
+            assert not os.path.exists(data), "data directory created before the port check"
     finally:
         sock.close()
+        usock.close()
+
+
+def test_data_directory_in_use(tmpdir_):
+    """A second parleyd on a data directory a running one holds stops with
+    one line naming the directory and the holder's pid, whatever its ports;
+    once the first has stopped the directory starts again."""
+    data = os.path.join(tmpdir_, "d")
+    with Server(data=data) as s:
+        rc, out, err = run(["--data", data] + PORTS)
+        assert rc == 1
+        line = one_line(err)
+        assert data in line and "in use by another parleyd" in line, line
+        assert "(pid %d)" % s.proc.pid in line, line
+        with open(os.path.join(data, "parley.pid")) as f:
+            assert f.read() == "%d\n" % s.proc.pid
+    with Server(data=data) as s:
+        assert s.http("GET", "/healthz")[0] == 200
 
 
 # ---- data directory ----
