@@ -3,8 +3,10 @@
  * network, run until SIGTERM/SIGINT, then shut down gracefully.
  *
  * Start-up fails with one line on stderr and exit status 1 for a bad
- * setting, an unusable data directory, a store that cannot open or a port
- * in use (2 for a command-line mistake).
+ * setting, a port in use (checked before the data directory is touched),
+ * an unusable data directory or one another parleyd holds (DATA/parley.pid,
+ * flocked until the store is closed), or a store that cannot open (2 for
+ * a command-line mistake).
  *
  * Shutdown (SIGTERM or SIGINT):
  *   draining: stop accepting, /readyz answers 503, every session gets
@@ -17,9 +19,9 @@
  * log_level, msg_rate, msg_burst, login_rate_per_ip, login_burst_per_ip,
  * failed_login_max, failed_login_window_ms and the per-IP connection
  * limits (max_conns_per_ip, conn_rate_per_ip, conn_burst_per_ip) take
- * their new values at once (reload_settings).  Other settings that changed are logged as
- * waiting for a restart; a file that no longer parses is logged and
- * changes nothing.
+ * their new values at once (reload_settings).  Other settings that
+ * changed are logged as waiting for a restart; a file that no longer
+ * parses is logged and changes nothing.
  *
  * The data directory is versioned as a whole (ops/datadir.c) and the
  * store by its own layout version; both are migrated forward at start and
