@@ -88,6 +88,13 @@ bad:
     return -1;
 }
 
+/* The port of an IPv4 or IPv6 socket address, in host order. */
+static int sa_port(const struct sockaddr_storage *ss)
+{
+    return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                           : ((const struct sockaddr_in *)ss)->sin_port);
+}
+
 int net__listen(const char *addr, int *fd_out, int *port_out, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
@@ -103,8 +110,7 @@ int net__listen(const char *addr, int *fd_out, int *port_out, char *err, size_t 
     struct sockaddr_storage bound;
     socklen_t bl = sizeof bound;
     if (getsockname(fd, (struct sockaddr *)&bound, &bl)) goto fail;
-    *port_out = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                  : ((struct sockaddr_in *)&bound)->sin_port);
+    *port_out = sa_port(&bound);
     *fd_out = fd;
     return 0;
 fail:;
@@ -157,8 +163,7 @@ int net__udp_bind(const char *addr, size_t n, int *fds, int *port_out, char *err
         errno = e;
         goto fail;
     }
-    int port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                 : ((struct sockaddr_in *)&bound)->sin_port);
+    int port = sa_port(&bound);
     close(probe);
     set_port(&ss, port);
     /* Big buffers: one socket serves every peer of its worker. */
@@ -185,9 +190,7 @@ int net_check_addrs(const net_config *cfg, char *err, size_t errlen)
         struct sockaddr_storage ss;
         if (!addrs[i] || !*addrs[i]) continue;
         if (net__addr_parse(addrs[i], &ss, err, errlen)) return -1;
-        int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                  : ((struct sockaddr_in *)&ss)->sin_port);
-        if (!port) continue; /* the kernel picks a free one */
+        if (!sa_port(&ss)) continue; /* the kernel picks a free one */
         int fd, bound;
         if (i < 2 ? net__listen(addrs[i], &fd, &bound, err, errlen)
                   : net__udp_bind(addrs[i], 1, &fd, &bound, err, errlen))

@@ -930,20 +930,6 @@ static void store__rdb_fail_all(store_req **reqs, size_t n)
         store__fail(reqs[i], PL_UNAVAILABLE, "store unavailable after a failed write");
 }
 
-/*
- * Dedup read-ahead.  Every message append reads its dedup key, and that
- * read almost always misses; a miss walks the dedup family's memtables
- * and files and checks the filter of each file that could hold the key.
- * RocksDB's batched MultiGet makes that walk once for many keys and
- * probes each filter for all of them together.  So before a batch's
- * writes run, the D keys of the appends it may take (up to max_batch
- * writes) are read in one MultiGet, and store__get answers a read through
- * the batch from there when the overlay (what the batch itself staged)
- * has nothing.  The answers hold until the batch's write: this thread is
- * the only writer; they are dropped before the batch's reads run.  An
- * append whose sender's number is not cached, or a key whose read fails,
- * is left to the ordinary read.
- */
 /* Remember the answer for a key read ahead (v NULL: not found), once. */
 static void store__prefetch_keep(store__rdb *s, const char *key, size_t klen,
                                  const rocksdb_pinnableslice_t *v)
@@ -966,6 +952,20 @@ static void store__prefetch_keep(store__rdb *s, const char *key, size_t klen,
     HASH_ADD_KEYPTR(hh, s->prefetched, o->key, o->klen, o);
 }
 
+/*
+ * Dedup read-ahead.  Every message append reads its dedup key, and that
+ * read almost always misses; a miss walks the dedup family's memtables
+ * and files and checks the filter of each file that could hold the key.
+ * RocksDB's batched MultiGet makes that walk once for many keys and
+ * probes each filter for all of them together.  So before a batch's
+ * writes run, the D keys of the appends it may take (up to max_batch
+ * writes) are read in one MultiGet, and store__get answers a read through
+ * the batch from there when the overlay (what the batch itself staged)
+ * has nothing.  The answers hold until the batch's write: this thread is
+ * the only writer; they are dropped before the batch's reads run.  An
+ * append whose sender's number is not cached, or a key whose read fails,
+ * is left to the ordinary read.
+ */
 static void store__prefetch(store__rdb *s, store_req **reqs, size_t n)
 {
     const char *keys[STORE__MULTIGET_CHUNK];
