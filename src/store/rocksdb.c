@@ -597,21 +597,25 @@ static uint64_t store__num_decode(const char *v, size_t n)
     return num;
 }
 
+/* Build the id map key of (t, kind, id) in k; its cache entry, if any. */
+static store__entx *store__ent_lookup(store__rdb *s, store__key *k, const char *t, char kind, const char *id)
+{
+    store__k_num(k, t, kind, id);
+    store__key_check(k);
+    return store__ent_find(s, k);
+}
+
 store__ent *store__ent_cached(store__rdb *s, const char *t, char kind, const char *id)
 {
     store__key k;
-    store__k_num(&k, t, kind, id);
-    store__key_check(&k);
-    store__entx *c = store__ent_find(s, &k);
+    store__entx *c = store__ent_lookup(s, &k, t, kind, id);
     return c ? &c->e : NULL;
 }
 
 store__ent *store__ent_get(store__rdb *s, store_req *r, const char *t, char kind, const char *id)
 {
     store__key k;
-    store__k_num(&k, t, kind, id);
-    store__key_check(&k);
-    store__entx *c = store__ent_find(s, &k);
+    store__entx *c = store__ent_lookup(s, &k, t, kind, id);
     if (c) return &c->e;
     char *err = NULL;
     size_t n = 0;
