@@ -1207,9 +1207,12 @@ static rocksdb_options_t *store__rdb_options(store__rdb *s)
      * from there instead of from the top of the list.  The numbered keys
      * (M, I, D, R) begin with a family byte and an 8-byte number, the
      * conversation or the user, and each such range grows at its end, so
-     * with the prefix set to those 9 bytes an insert finds its place in a
-     * few steps.  The option has no setter in the C API, only its name in
-     * an options string (RocksDB's own fixed-prefix transform); should
+     * with the prefix set to those 9 bytes an insert starts near its place
+     * (with Debian's build of RocksDB, whose assertions compare keys again,
+     * 33 key comparisons per insert instead of 58: "Where the 50,000/s
+     * tail comes from" in docs/benchmarks.md).  The option has no setter
+     * in the C API, only its name in an options string (RocksDB's own
+     * fixed-prefix transform); should
      * that ever fail to parse, the store works without it, only slower.
      */
     rocksdb_options_t *base = rocksdb_options_create();
