@@ -1212,8 +1212,8 @@ static rocksdb_options_t *store__rdb_options(store__rdb *s)
      * 33 key comparisons per insert instead of 58: "Where the 50,000/s
      * tail comes from" in docs/benchmarks.md).  The option has no setter
      * in the C API, only its name in an options string (RocksDB's own
-     * fixed-prefix transform); should
-     * that ever fail to parse, the store works without it, only slower.
+     * fixed-prefix transform); should that ever fail to parse, the store
+     * works without it, only slower.
      */
     rocksdb_options_t *base = rocksdb_options_create();
     rocksdb_options_t *o = rocksdb_options_create();
