@@ -274,6 +274,17 @@ void topic_follow_event(chat_session *s, const Parley__Event *e);
 
 void presence_init(chat *c);
 void presence_free(chat *c);
+/* Add delta to the online count of key ("tenant/user") at now_ms (wall
+ * clock); true if it crossed zero.  *last_seen: when the user last went
+ * offline, 0 if not since this process started. */
+bool presence_update(chat *c, const char *key, int delta, uint64_t now_ms, uint64_t *last_seen);
+/* Forget the users offline for max_offline_ms or longer (their last seen
+ * is in the store); the number forgotten.  The tick sweeps once a minute
+ * with PRESENCE_LINGER_MS. */
+#define PRESENCE_LINGER_MS 600000
+size_t presence_sweep(chat *c, uint64_t now_ms, uint64_t max_offline_ms);
+/* Users in the table: those online and those offline for a short while. */
+size_t presence_count(chat *c);
 /* A device of the session's user came online / went away. */
 void presence_session_up(chat_session *s);
 void presence_session_down(chat_session *s);

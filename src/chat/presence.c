@@ -6,13 +6,16 @@
  * away, never per message.  When a user's count moves from 0 to 1 or from
  * 1 to 0, the worker where it happened pushes `presence` to the user's
  * presence topic (topic.c): one mail per worker, each worker telling its
- * own subscribers.  Entries stay after the user goes offline, to answer
- * last-seen; the table is bounded by the users that ever logged in since
- * start.  Each time a user goes offline the time is also written to the
- * store (STORE_SEEN_SET, answered by nobody), and the answers to
- * presence_sub, GET /v1/presence and the friend list take last seen from
- * the store for users this process has not seen since it started, so last
- * seen outlives a restart.
+ * own subscribers.  Each time a user goes offline the time is also
+ * written to the store (STORE_SEEN_SET, answered by nobody), and the
+ * answers to presence_sub, GET /v1/presence and the friend list take last
+ * seen from the store for users the table does not hold, so last seen
+ * outlives a restart.  An entry stays for a while after its user goes
+ * offline (PRESENCE_LINGER_MS): an answer whose store read raced the
+ * disconnect still gets the fresh time from the table.  Then the once a
+ * minute sweep (chat_worker_tick) drops it, so the table holds the users
+ * online and those gone within the last ten minutes or so, not every user
+ * seen since start.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -65,28 +68,61 @@ void presence_free(chat *c)
     c->presence = NULL;
 }
 
-/* Add delta to the user's online count; true if it crossed zero. */
-static bool update(chat *c, const chat_tenant *t, const char *user, int delta, uint64_t *last_seen)
+bool presence_update(chat *c, const char *key, int delta, uint64_t now_ms, uint64_t *last_seen)
 {
-    char key[2 * CHAT_ID_MAX + 2];
-    snprintf(key, sizeof key, "%s/%s", t->id, user);
     struct presence_shard *sh = &c->presence[shard_of(key)];
     pthread_mutex_lock(&sh->lock);
     pres *p = NULL;
     HASH_FIND_STR(sh->table, key, p);
     if (!p) {
         p = PL_NEW(pres);
-        memcpy(p->key, key, sizeof key);
+        snprintf(p->key, sizeof p->key, "%s", key);
         HASH_ADD_STR(sh->table, key, p);
     }
     int before = p->online;
     p->online += delta;
     if (p->online < 0) p->online = 0;
-    if (delta < 0 && !p->online) p->last_seen = clock_wall_ms();
+    if (delta < 0 && !p->online) p->last_seen = now_ms;
     *last_seen = p->last_seen;
     bool crossed = (before == 0) != (p->online == 0);
     pthread_mutex_unlock(&sh->lock);
     return crossed;
+}
+
+size_t presence_sweep(chat *c, uint64_t now_ms, uint64_t max_offline_ms)
+{
+    size_t dropped = 0;
+    for (size_t i = 0; i < SHARDS; i++) {
+        struct presence_shard *sh = &c->presence[i];
+        pthread_mutex_lock(&sh->lock);
+        pres *p, *tmp;
+        HASH_ITER(hh, sh->table, p, tmp)
+        {
+            if (p->online || now_ms < p->last_seen + max_offline_ms) continue;
+            HASH_DEL(sh->table, p);
+            pl_free(p);
+            dropped++;
+        }
+        pthread_mutex_unlock(&sh->lock);
+    }
+    return dropped;
+}
+
+size_t presence_count(chat *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < SHARDS; i++) {
+        pthread_mutex_lock(&c->presence[i].lock);
+        n += HASH_COUNT(c->presence[i].table);
+        pthread_mutex_unlock(&c->presence[i].lock);
+    }
+    return n;
+}
+
+/* The table's key of a user: "tenant/user". */
+static void user_key(const chat_tenant *t, const char *user, char *key, size_t keylen)
+{
+    snprintf(key, keylen, "%s/%s", t->id, user);
 }
 
 static void announce(chat_session *s, bool online, uint64_t last_seen)
@@ -107,7 +143,9 @@ static void announce(chat_session *s, bool online, uint64_t last_seen)
 void presence_session_up(chat_session *s)
 {
     uint64_t seen;
-    if (update(s->w->c, s->tenant, s->user, 1, &seen)) {
+    char key[2 * CHAT_ID_MAX + 2];
+    user_key(s->tenant, s->user, key, sizeof key);
+    if (presence_update(s->w->c, key, 1, clock_wall_ms(), &seen)) {
         stats_user_online(s->tenant, 1);
         announce(s, true, 0);
     }
@@ -126,7 +164,9 @@ static void seen_store(chat *c, const chat_tenant *t, const char *user, uint64_t
 void presence_session_down(chat_session *s)
 {
     uint64_t seen;
-    if (update(s->w->c, s->tenant, s->user, -1, &seen)) {
+    char key[2 * CHAT_ID_MAX + 2];
+    user_key(s->tenant, s->user, key, sizeof key);
+    if (presence_update(s->w->c, key, -1, clock_wall_ms(), &seen)) {
         stats_user_online(s->tenant, -1);
         /* Stored first: whoever hears of the push and then writes to the
          * store writes after it. */
@@ -139,7 +179,7 @@ void presence_get(chat *c, const chat_tenant *t, const char *user, bool *online,
                   uint64_t *last_seen)
 {
     char key[2 * CHAT_ID_MAX + 2];
-    snprintf(key, sizeof key, "%s/%s", t->id, user);
+    user_key(t, user, key, sizeof key);
     struct presence_shard *sh = &c->presence[shard_of(key)];
     pthread_mutex_lock(&sh->lock);
     pres *p = NULL;

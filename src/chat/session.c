@@ -481,6 +481,7 @@ void chat_worker_tick(chat_worker *w, uint64_t now_ms)
     if (w->index == 0 && now_ms - w->last_sweep_ms > 60000) {
         w->last_sweep_ms = now_ms;
         limits_sweep(w->c->limits, now_ms, 600000);
+        presence_sweep(w->c, now_ms, PRESENCE_LINGER_MS);
     }
 }
 
