@@ -98,6 +98,7 @@ size_t presence_sweep(chat *c, uint64_t now_ms, uint64_t max_offline_ms)
         pres *p, *tmp;
         HASH_ITER(hh, sh->table, p, tmp)
         {
+            /* Written so that a wall clock gone back keeps the entry. */
             if (p->online || now_ms < p->last_seen + max_offline_ms) continue;
             HASH_DEL(sh->table, p);
             pl_free(p);
