@@ -278,10 +278,11 @@ void presence_free(chat *c);
  * clock); true if it crossed zero.  *last_seen: when the user last went
  * offline, 0 if not since this process started. */
 bool presence_update(chat *c, const char *key, int delta, uint64_t now_ms, uint64_t *last_seen);
-/* Forget the users offline for max_offline_ms or longer (their last seen
- * is in the store); the number forgotten.  The tick sweeps once a minute
- * with PRESENCE_LINGER_MS. */
+/* How long an offline user stays in the table (the tick sweeps once a
+ * minute). */
 #define PRESENCE_LINGER_MS 600000
+/* Forget the users offline for max_offline_ms or longer (their last seen
+ * is in the store); the number forgotten. */
 size_t presence_sweep(chat *c, uint64_t now_ms, uint64_t max_offline_ms);
 /* Users in the table: those online and those offline for a short while. */
 size_t presence_count(chat *c);
