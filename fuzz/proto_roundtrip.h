@@ -3,8 +3,9 @@
  *
  * A frame that decoded (from either encoding) must encode to JSON and to
  * protobuf, both encodings must decode again, and everything must agree:
- * the same JSON text and the same protobuf bytes from every copy.  Any
- * disagreement aborts, which libFuzzer reports as a crash with the input.
+ * the same JSON text and the same protobuf bytes from every copy; and a
+ * decode into an arena must agree with the heap's.  Any disagreement
+ * aborts, which libFuzzer reports as a crash with the input.
  */
 #ifndef PARLEY_FUZZ_PROTO_ROUNDTRIP_H
 #define PARLEY_FUZZ_PROTO_ROUNDTRIP_H
@@ -43,6 +44,32 @@ static Parley__Frame *proto_fuzz_redecode(proto_enc enc, const buf *b)
         abort();
     }
     return f;
+}
+
+/* The input decoded again into an arena (proto_frame_decode_in) must give
+ * the same answer: the same status and reason, or a frame with the same
+ * protobuf bytes. */
+static void proto_fuzz_arena_agrees(proto_enc enc, const uint8_t *data, size_t size, pl_status st,
+                                    const char *err, const Parley__Frame *f)
+{
+    arena a = {0};
+    Parley__Frame *g = NULL;
+    char err2[256];
+    pl_status st2 = proto_frame_decode_in(&a, enc, data, size, &g, err2, sizeof err2);
+    if (st2 != st || (st != PL_OK && (g || strcmp(err, err2) != 0))) {
+        fprintf(stderr, "heap and arena decodes differ: %d \"%s\" against %d \"%s\"\n", (int)st,
+                st ? err : "", (int)st2, st2 ? err2 : "");
+        abort();
+    }
+    if (st == PL_OK) {
+        buf x = {0}, y = {0};
+        proto_frame_encode(f, PROTO_PB, &x);
+        proto_frame_encode(g, PROTO_PB, &y);
+        proto_fuzz_same(&x, &y, "protobuf of the heap and the arena decode");
+        buf_free(&x);
+        buf_free(&y);
+    }
+    arena_free(&a);
 }
 
 /* Check the property for f, which decoded from the fuzzer's input. */

@@ -543,9 +543,14 @@ int parley__on_frame(parley_client *c, bool binary, const uint8_t *data, size_t 
 {
     c->last_rx = parley__now(c);
     c->stats.frames_in++;
+    /* The frame lives in an arena for as long as its callbacks run; the
+     * arena's block comes from and goes back to this thread's cache
+     * (core/arena.c), so decoding a frame costs no malloc. */
+    arena fa = {0};
     Parley__Frame *f = NULL;
     char err[160];
-    if (proto_frame_decode(binary ? PROTO_PB : PROTO_JSON, data, len, &f, err, sizeof err)) {
+    if (proto_frame_decode_in(&fa, binary ? PROTO_PB : PROTO_JSON, data, len, &f, err, sizeof err)) {
+        arena_free(&fa);
         char why[200];
         snprintf(why, sizeof why, "undecodable frame from the server: %s", err);
         lose(c, PARLEY_PROTOCOL, why, false, -1);
@@ -553,7 +558,7 @@ int parley__on_frame(parley_client *c, bool binary, const uint8_t *data, size_t 
     }
     if (f->has_id) on_reply(c, f);
     else on_push(c, f);
-    proto_free(&f->base);
+    arena_free(&fa);
     return c->freed || !c->conn_open;
 }
 

@@ -7,8 +7,8 @@
  * arena, and without the cache each of those is a 4 KB malloc and free,
  * too big for malloc's per-thread cache.  A block freed on another thread
  * than the one that allocated it stays with the thread that freed it.
- * Under AddressSanitizer the cache is off, so a use after arena_free is
- * still reported.
+ * Under AddressSanitizer the cache is off and arena_reset keeps no block,
+ * so a use after arena_free or arena_reset is still reported.
  */
 #include "core/arena.h"
 
@@ -57,6 +57,13 @@ static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
 static void cache_key_init(void) { pthread_key_create(&cache_key, cache_drop); }
 #endif
+
+void arena_trim(void)
+{
+#ifndef ARENA_NO_CACHE
+    cache_drop(NULL);
+#endif
+}
 
 static arena_block *block_new(size_t cap)
 {
@@ -135,6 +142,11 @@ void arena_free(arena *a)
 
 void arena_reset(arena *a)
 {
+#ifdef ARENA_NO_CACHE
+    /* Keep nothing, so that a pointer kept past the reset is reported. */
+    arena_free(a);
+    return;
+#endif
     arena_block *keep = NULL, *b = a->head;
     while (b) {
         arena_block *next = b->next;

@@ -25,5 +25,8 @@ void arena_free(arena *a);                      /* back to empty */
 /* Back to empty but keeping one standard block, for an arena that is
  * about to be used again (a recycled object's). */
 void arena_reset(arena *a);
+/* Free the standard blocks this thread keeps for its next arenas (its
+ * exit does that too): for a check that everything was given back. */
+void arena_trim(void);
 
 #endif

@@ -14,9 +14,10 @@
  * Encoding protobuf is protobuf-c's pack into a buf reserved once.
  *
  * Ownership: a decoded message and everything under it (strings, arrays,
- * sub-messages) is allocated through proto__allocator, whether it came from
- * protobuf-c or from json.c, so proto_free (protobuf_c_message_free_unpacked
- * with that allocator) frees either.  Nothing here keeps state between
+ * sub-messages) is allocated through one allocator, whether it came from
+ * protobuf-c or from json.c: proto__allocator (the heap), so that
+ * proto_free (protobuf_c_message_free_unpacked with it) frees either, or
+ * for proto_decode_in an arena's, whose frees do nothing.  Nothing here keeps state between
  * calls; every function may run on any thread.
  */
 #include "proto/codec.h"
@@ -48,6 +49,19 @@ static void pl_free_cb(void *data, void *p)
 }
 
 ProtobufCAllocator proto__allocator = {pl_alloc_cb, pl_free_cb, NULL};
+
+static void *arena_alloc_cb(void *data, size_t size) { return arena_alloc(data, size); }
+
+/* A block of an arena is freed with the arena, never alone. */
+static void arena_free_cb(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
+
+void *proto__alloc(proto__ctx *c, size_t size) { return c->al->alloc(c->al->allocator_data, size); }
+
+static void ctx_free(proto__ctx *c, void *p) { c->al->free(c->al->allocator_data, p); }
 
 /* ---- errors ---- */
 
@@ -268,8 +282,8 @@ static pl_status pb_check(proto__ctx *c, ProtobufCMessage *m)
     const ProtobufCMessageDescriptor *d = m->descriptor;
     c->depth++;
     if (m->n_unknown_fields) {
-        for (unsigned i = 0; i < m->n_unknown_fields; i++) pl_free(m->unknown_fields[i].data);
-        pl_free(m->unknown_fields);
+        for (unsigned i = 0; i < m->n_unknown_fields; i++) ctx_free(c, m->unknown_fields[i].data);
+        ctx_free(c, m->unknown_fields);
         m->unknown_fields = NULL;
         m->n_unknown_fields = 0;
     }
@@ -489,10 +503,13 @@ static bool pb_diagnose(proto__ctx *c, const ProtobufCMessageDescriptor *d, cons
 
 /* ---- entry points ---- */
 
-pl_status proto_decode(const ProtobufCMessageDescriptor *d, proto_enc enc, const uint8_t *data,
-                       size_t len, ProtobufCMessage **out, char *err, size_t errlen)
+pl_status proto_decode_in(arena *a, const ProtobufCMessageDescriptor *d, proto_enc enc,
+                          const uint8_t *data, size_t len, ProtobufCMessage **out, char *err,
+                          size_t errlen)
 {
+    ProtobufCAllocator in_arena = {arena_alloc_cb, arena_free_cb, a};
     proto__ctx c;
+    c.al = a ? &in_arena : &proto__allocator;
     c.err = err;
     c.errlen = errlen;
     c.depth = 0;
@@ -507,18 +524,24 @@ pl_status proto_decode(const ProtobufCMessageDescriptor *d, proto_enc enc, const
     if (!data) data = none;
     ProtobufCMessage *m = NULL;
     if (pb_too_deep(d, data, len, 1) ||
-        !(m = protobuf_c_message_unpack(d, &proto__allocator, len, data))) {
+        !(m = protobuf_c_message_unpack(d, c.al, len, data))) {
         if (!pb_diagnose(&c, d, data, len, 0))
             proto__errf(err, errlen, "invalid protobuf: not a valid %s", d->short_name);
         return PL_BAD_REQUEST;
     }
     pl_status st = pb_check(&c, m);
     if (st) {
-        proto_free(m);
+        protobuf_c_message_free_unpacked(m, c.al);
         return st;
     }
     *out = m;
     return PL_OK;
+}
+
+pl_status proto_decode(const ProtobufCMessageDescriptor *d, proto_enc enc, const uint8_t *data,
+                       size_t len, ProtobufCMessage **out, char *err, size_t errlen)
+{
+    return proto_decode_in(NULL, d, enc, data, len, out, err, errlen);
 }
 
 /* Append the varint v to out (room for 10 bytes reserved by the caller). */
@@ -567,21 +590,27 @@ void proto_free(ProtobufCMessage *m)
     if (m) protobuf_c_message_free_unpacked(m, &proto__allocator);
 }
 
-pl_status proto_frame_decode(proto_enc enc, const uint8_t *data, size_t len, Parley__Frame **out,
-                             char *err, size_t errlen)
+pl_status proto_frame_decode_in(arena *a, proto_enc enc, const uint8_t *data, size_t len,
+                                Parley__Frame **out, char *err, size_t errlen)
 {
     ProtobufCMessage *m;
     *out = NULL;
-    pl_status st = proto_decode(&parley__frame__descriptor, enc, data, len, &m, err, errlen);
+    pl_status st = proto_decode_in(a, &parley__frame__descriptor, enc, data, len, &m, err, errlen);
     if (st) return st;
     Parley__Frame *f = (Parley__Frame *)m;
     if (f->body_case == PARLEY__FRAME__BODY__NOT_SET) {
         proto__errf(err, errlen, "frame has no body");
-        proto_free(m);
+        if (!a) proto_free(m);
         return PL_BAD_REQUEST;
     }
     *out = f;
     return PL_OK;
+}
+
+pl_status proto_frame_decode(proto_enc enc, const uint8_t *data, size_t len, Parley__Frame **out,
+                             char *err, size_t errlen)
+{
+    return proto_frame_decode_in(NULL, enc, data, len, out, err, errlen);
 }
 
 const char *proto_body_name(Parley__Frame__BodyCase body)

@@ -59,6 +59,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "core/arena.h"
 #include "core/buf.h"
 #include "core/status.h"
 #include "proto/parley.pb-c.h"
@@ -90,6 +91,18 @@ void proto_free(ProtobufCMessage *m);
 pl_status proto_frame_decode(proto_enc enc, const uint8_t *data, size_t len, Parley__Frame **out,
                              char *err, size_t errlen);
 
+/* proto_decode and proto_frame_decode with every byte of the message taken
+ * from arena a (a NULL a: the heap, as proto_decode).  The message lives
+ * until the arena is reset or freed, and is not proto_free's to free.  For
+ * the frames of a connection, decoded, handled and dropped one at a time:
+ * an arena kept for that and reset after each frame makes decoding
+ * allocation-free. */
+pl_status proto_decode_in(arena *a, const ProtobufCMessageDescriptor *d, proto_enc enc,
+                          const uint8_t *data, size_t len, ProtobufCMessage **out, char *err,
+                          size_t errlen);
+pl_status proto_frame_decode_in(arena *a, proto_enc enc, const uint8_t *data, size_t len,
+                                Parley__Frame **out, char *err, size_t errlen);
+
 static inline void proto_frame_encode(const Parley__Frame *f, proto_enc enc, buf *out)
 {
     proto_encode(&f->base, enc, out);
@@ -105,19 +118,24 @@ const char *proto_body_name(Parley__Frame__BodyCase body);
 
 /* ---- Internal to src/proto: shared by codec.c and json.c. ---- */
 
-/* The allocator of every decoded message: pl_malloc / pl_free. */
+/* The allocator of every decoded message but proto_decode_in's: pl_malloc
+ * / pl_free. */
 extern ProtobufCAllocator proto__allocator;
 
 /* Where a decoder is: the depth of the message being decoded (the top one is
  * 1) and, for each level below the top, the field (and repeated index, or
  * SIZE_MAX) that leads into it, so that errors can name the path. */
 typedef struct proto__ctx {
+    ProtobufCAllocator *al;    /* where the message's memory comes from */
     char *err;
     size_t errlen;
     unsigned depth;
     const ProtobufCFieldDescriptor *path_field[PROTO_MAX_DEPTH];
     size_t path_index[PROTO_MAX_DEPTH];
 } proto__ctx;
+
+/* size bytes from the decoder's allocator (c->al). */
+void *proto__alloc(proto__ctx *c, size_t size);
 
 /* Write `field "<f>" of <d>: <reason>` (or `field "<f>[idx]" ...` for an
  * element of a repeated field; idx is SIZE_MAX otherwise), plus

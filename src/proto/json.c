@@ -6,12 +6,12 @@
  * then walks the tree against the message descriptor, building the message
  * in place: each value is converted by its field's type and written at the
  * field's offset, and has_x / the oneof case / the repeated count at the
- * field's quantifier offset.  Everything is allocated through
- * proto__allocator's functions (pl_malloc), and the message is kept
- * consistent for protobuf_c_message_free_unpacked at every step (a pointer
- * is stored before what it points to is filled in, a repeated count only
- * covers initialised elements), so a failure anywhere just frees the
- * partial message.
+ * field's quantifier offset.  Everything is allocated through the
+ * decoder's allocator (the heap, or proto_decode_in's arena), and the
+ * message is kept consistent for protobuf_c_message_free_unpacked at every
+ * step (a pointer is stored before what it points to is filled in, a
+ * repeated count only covers initialised elements), so a failure anywhere
+ * just frees the partial message.
  *
  * Encoding writes the text straight into the caller's buf, with no tree and
  * no allocation besides the buf's growth: fields in descriptor order (which
@@ -246,7 +246,7 @@ static pl_status dec_value(proto__ctx *c, const ProtobufCMessageDescriptor *d,
     case PROTOBUF_C_TYPE_STRING: {
         if (!json_is_string(v)) return bad_type(c, d, f, idx, v, "a string");
         size_t n = json_string_length(v);
-        char *s = pl_malloc(n + 1);
+        char *s = proto__alloc(c, n + 1);
         memcpy(s, json_string_value(v), n + 1);
         *(char **)p = s;
         return PL_OK;
@@ -258,7 +258,7 @@ static pl_status dec_value(proto__ctx *c, const ProtobufCMessageDescriptor *d,
         bd->len = 0;
         bd->data = NULL;
         if (!n) return PL_OK;
-        bd->data = pl_malloc(n / 4 * 3 + 1);
+        bd->data = proto__alloc(c, n / 4 * 3 + 1);
         long got = b64_decode(json_string_value(v), n, bd->data);
         if (got < 0) return proto__fail(c, d, f, idx, "invalid base64 (standard alphabet, padded)");
         bd->len = (size_t)got;
@@ -270,7 +270,7 @@ static pl_status dec_value(proto__ctx *c, const ProtobufCMessageDescriptor *d,
             return proto__fail(c, d, f, idx, "messages nest deeper than %d levels",
                                PROTO_MAX_DEPTH);
         const ProtobufCMessageDescriptor *sd = f->descriptor;
-        ProtobufCMessage *sub = pl_malloc(sd->sizeof_message);
+        ProtobufCMessage *sub = proto__alloc(c, sd->sizeof_message);
         protobuf_c_message_init(sd, sub);
         *(ProtobufCMessage **)p = sub;
         c->path_field[c->depth - 1] = f;
@@ -289,7 +289,7 @@ static pl_status dec_repeated(proto__ctx *c, const ProtobufCMessageDescriptor *d
     if (!n) return PL_OK;
     char *base = (char *)m;
     size_t es = proto__elem_size(f->type);
-    char *arr = pl_malloc(n * es);
+    char *arr = proto__alloc(c, n * es);
     size_t *count = (size_t *)(base + f->quantifier_offset);
     *(char **)(base + f->offset) = arr;
     *count = 0;
@@ -368,12 +368,12 @@ pl_status proto__json_decode(const ProtobufCMessageDescriptor *d, const uint8_t 
         json_decref(root);
         return PL_BAD_REQUEST;
     }
-    ProtobufCMessage *m = pl_malloc(d->sizeof_message);
+    ProtobufCMessage *m = proto__alloc(c, d->sizeof_message);
     protobuf_c_message_init(d, m);
     pl_status st = dec_message(c, d, root, m);
     json_decref(root);
     if (st) {
-        proto_free(m);
+        protobuf_c_message_free_unpacked(m, c->al);
         return st;
     }
     *out = m;

@@ -113,6 +113,7 @@ static void on_worker_stop(net_worker *w, void *wdata)
     srv_worker *sw = wdata;
     chat_worker_free(sw->cw);
     buf_free(&sw->scratch);
+    arena_free(&sw->frames);
     pl_free(sw);
 }
 
@@ -157,15 +158,20 @@ static void on_message(net_conn *c, bool binary, const uint8_t *data, size_t len
     srv_conn *sc = net_conn_data(c);
     if (!sc) return;
     sc->enc = binary ? PROTO_PB : PROTO_JSON;
+    /* Decoded into the worker's frame arena: the chat layer copies what
+     * it keeps, so the frame is dropped with one reset and decoding
+     * allocates nothing once the arena has its block. */
+    arena *fa = &sc->sw->frames;
     Parley__Frame *f = NULL;
     char err[160];
-    pl_status st = proto_frame_decode(sc->enc, data, len, &f, err, sizeof err);
+    pl_status st = proto_frame_decode_in(fa, sc->enc, data, len, &f, err, sizeof err);
     if (st) {
+        arena_reset(fa);
         chat_session_bad_frame(sc->s, proto_frame_peek_id(sc->enc, data, len), st, err);
         return;
     }
     chat_session_frame(sc->s, f);
-    proto_free(&f->base);
+    arena_reset(fa);
 }
 
 static void on_close(net_conn *c)

@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "client/lib/internal.h"
+#include "core/arena.h"
 #include "core/mem.h"
 
 /* ------------------------------------------------------------------ */
@@ -649,6 +650,7 @@ int main(void)
         cmocka_unit_test(test_free_from_a_callback),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
+    arena_trim(); /* the blocks the frames' arenas left in this thread's cache */
     if (pl_mem_used()) {
         fprintf(stderr, "leak: %zu bytes still allocated\n", pl_mem_used());
         return 1;

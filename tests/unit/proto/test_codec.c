@@ -5,6 +5,8 @@
  * SPEC section 3, tables of malformed JSON and protobuf input each with the
  * reason expected in the error, truncation at every position, and the
  * accounting of memory: after proto_free, pl_mem_used is back where it was.
+ * Every decode is done again into an arena (proto_frame_decode_in), which
+ * must agree with the heap decode.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "core/arena.h"
 #include "core/mem.h"
 #include "proto/codec.h"
 
@@ -49,6 +52,37 @@ static void assert_buf_eq(const buf *b, const char *s)
     }
 }
 
+/* Decode into an arena too (proto_frame_decode_in) and check that it
+ * agrees with the heap decode: the same status and reason, and for a frame
+ * the same protobuf bytes.  Every decode of these tests goes through it,
+ * so each case checks both allocators; afterwards the arena gives back
+ * all it took. */
+static void check_arena_agrees(proto_enc enc, const void *data, size_t len, pl_status want_st,
+                               const char *want_err, const Parley__Frame *want)
+{
+    size_t before = pl_mem_used();
+    arena a = {0};
+    Parley__Frame *f = (Parley__Frame *)0x1;
+    char err[256] = "";
+    pl_status st = proto_frame_decode_in(&a, enc, data, len, &f, err, sizeof err);
+    assert_int_equal(st, want_st);
+    if (st != PL_OK) {
+        assert_null(f);
+        assert_string_equal(err, want_err);
+    } else {
+        buf x = {0}, y = {0};
+        proto_frame_encode(want, PROTO_PB, &x);
+        proto_frame_encode(f, PROTO_PB, &y);
+        assert_int_equal(buf_size(&x), buf_size(&y));
+        assert_memory_equal(buf_begin(&x), buf_begin(&y), buf_size(&x));
+        buf_free(&x);
+        buf_free(&y);
+    }
+    arena_free(&a);
+    arena_trim();
+    assert_int_equal(pl_mem_used(), before);
+}
+
 static Parley__Frame *decode_ok(proto_enc enc, const void *data, size_t len)
 {
     Parley__Frame *f = NULL;
@@ -59,6 +93,7 @@ static Parley__Frame *decode_ok(proto_enc enc, const void *data, size_t len)
         fail();
     }
     assert_non_null(f);
+    check_arena_agrees(enc, data, len, PL_OK, NULL, f);
     return f;
 }
 
@@ -101,6 +136,7 @@ static void expect_error(proto_enc enc, const void *data, size_t len, const char
     }
     /* The reason is one line of printable ASCII. */
     for (const char *p = err; *p; p++) assert_true(*p >= 0x20 && *p < 0x7f);
+    check_arena_agrees(enc, data, len, st, err, NULL);
 }
 
 /* ---- round trips ---- */
@@ -543,6 +579,7 @@ static void test_json_every_prefix(void **state)
             assert_int_equal(proto_frame_decode(PROTO_JSON, (uint8_t *)cut, i, &f, err, sizeof err),
                              PL_BAD_REQUEST);
             assert_null(f);
+            check_arena_agrees(PROTO_JSON, cut, i, PL_BAD_REQUEST, err, NULL);
             free(cut);
         }
     }
@@ -652,7 +689,9 @@ static void test_pb_every_prefix(void **state)
             memcpy(cut, buf_begin(&p), i);
             Parley__Frame *f = NULL;
             char err[128];
-            if (proto_frame_decode(PROTO_PB, cut, i, &f, err, sizeof err) == PL_OK) {
+            pl_status st = proto_frame_decode(PROTO_PB, cut, i, &f, err, sizeof err);
+            check_arena_agrees(PROTO_PB, cut, i, st, err, f);
+            if (st == PL_OK) {
                 buf j = {0}, j2 = {0};
                 proto_frame_encode(f, PROTO_JSON, &j);
                 Parley__Frame *g = decode_ok(PROTO_JSON, buf_begin(&j), buf_size(&j));
