@@ -82,7 +82,8 @@ static store_req *make_churn(size_t i)
 
 static void run(store *s, size_t n, bool churn)
 {
-    bench b = {0};
+    bench b;
+    memset(&b, 0, sizeof b);
     st_collector_init(&b.c);
     store_stats before, after;
     store_get_stats(s, &before);

@@ -121,7 +121,8 @@ static void run(const shape *sh)
     char *dir = st_dir_new();
     store *s = st_open(dir);
     st_users_bulk(s, "default", "u%04zu", sh->users);
-    bench b = {0};
+    bench b;
+    memset(&b, 0, sizeof b);
     st_collector_init(&b.c);
     b.sh = sh;
     b.conv_last = pl_calloc(sh->nconv, sizeof(uint64_t));
