@@ -160,18 +160,25 @@ static void on_message(net_conn *c, bool binary, const uint8_t *data, size_t len
     sc->enc = binary ? PROTO_PB : PROTO_JSON;
     /* Decoded into the worker's frame arena: the chat layer copies what
      * it keeps, so the frame is dropped with one reset and decoding
-     * allocates nothing once the arena has its block. */
-    arena *fa = &sc->sw->frames;
+     * allocates nothing once the arena has its block.  Feeding can nest
+     * (net/ws.c): a frame handled while another is being handled gets an
+     * arena of its own, so the outer frame outlives it. */
+    srv_worker *sw = sc->sw;
+    arena nested = {0};
+    bool outer = !sw->frames_busy;
+    arena *fa = outer ? &sw->frames : &nested;
+    sw->frames_busy = true;
     Parley__Frame *f = NULL;
     char err[160];
     pl_status st = proto_frame_decode_in(fa, sc->enc, data, len, &f, err, sizeof err);
-    if (st) {
+    if (st) chat_session_bad_frame(sc->s, proto_frame_peek_id(sc->enc, data, len), st, err);
+    else chat_session_frame(sc->s, f);
+    if (outer) {
         arena_reset(fa);
-        chat_session_bad_frame(sc->s, proto_frame_peek_id(sc->enc, data, len), st, err);
-        return;
+        sw->frames_busy = false;
+    } else {
+        arena_free(fa);
     }
-    chat_session_frame(sc->s, f);
-    arena_reset(fa);
 }
 
 static void on_close(net_conn *c)

@@ -54,6 +54,7 @@ typedef struct srv_worker {
     chat_worker *cw;
     buf scratch;                   /* encoding buffer, reused */
     arena frames;                  /* the frame being handled, reset after it */
+    bool frames_busy;              /* a frame of `frames` is being handled */
     uint64_t next_chat_tick;       /* clock_mono_ms of the next chat_worker_tick */
     srv_udp *udp_busy;             /* UDP sessions with datagrams not yet acked */
     srv_udp *udp_ack;              /* UDP sessions owing acks this loop iteration */
