@@ -17,8 +17,8 @@
  * sub-messages) is allocated through one allocator, whether it came from
  * protobuf-c or from json.c: proto__allocator (the heap), so that
  * proto_free (protobuf_c_message_free_unpacked with it) frees either, or
- * for proto_decode_in an arena's, whose frees do nothing.  Nothing here keeps state between
- * calls; every function may run on any thread.
+ * for proto_decode_in an arena's, whose frees do nothing.  Nothing here
+ * keeps state between calls; every function may run on any thread.
  */
 #include "proto/codec.h"
 
